@@ -1,0 +1,229 @@
+"""Frozen configuration: data, model, recipe and grid, with the named presets.
+
+Every hyperparameter lives here with its unit. Configs are never mutated after they are
+built: overrides make a new object with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset to load and from where."""
+
+    name: str = "synthetic"  # "synthetic", "cifar10", or any TFDS image-classification name
+    data_dir: str | None = None  # local archive / .npz folder / TFDS data_dir
+    # Synthetic data only (ignored for real datasets):
+    synthetic_train: int = 2000  # training images
+    synthetic_test: int = 1000  # test images
+    synthetic_size: int = 16  # image side, pixels
+    synthetic_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to train."""
+
+    name: str = "small_cnn"
+    width: int = 32  # filters of the first conv pair; the study uses 32 (then 64, 128)
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """The training recipe. Defaults follow the widely used Keras CIFAR-10 recipe of the
+    study's CNN (RMSprop, step decays, L2 1e-4, light augmentation)."""
+
+    epochs: int = 125
+    batch_size: int = 64  # images per step per replica
+    learning_rate: float = 1e-3  # RMSprop step size before the first decay
+    # (epoch, learning rate) pairs: from that epoch (0-based) on, that rate. The Keras recipe
+    # switches to 5e-4 after epoch 75 and 3e-4 after epoch 100 (1-based: 76 and 101).
+    lr_decays: tuple[tuple[int, float], ...] = ((75, 5e-4), (100, 3e-4))
+    rmsprop_decay: float = 0.9  # Keras RMSprop rho
+    rmsprop_eps: float = 1e-7  # Keras RMSprop epsilon, added outside the square root
+    weight_decay: float = 1e-4  # L2 penalty coefficient on conv kernels (Keras l2(1e-4))
+    augment: bool = True
+    rotation_deg: float = 15.0  # max rotation, degrees (Keras rotation_range=15)
+    shift_frac: float = 0.1  # max width/height shift, fraction of the side
+    hflip: bool = True
+    # "auto": bfloat16 compute on GPU/TPU, float32 on CPU (bf16 convs on CPU are ~100x slower)
+    compute_dtype: str = "auto"
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """The sensitivity grid: noise levels x repeats, sizes x repeats, and optionally the cross."""
+
+    noise_levels: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)  # fraction of training labels
+    sizes: tuple[int, ...] = ()  # training-set sizes of the volume grid; () = no volume grid
+    repeats: int = 2
+    cross: bool = False  # also every (noise level, size) pair
+    noise_models: tuple[str, ...] = ("shuffle",)
+    models: tuple[str, ...] = ()  # extra model axis; () = just ModelConfig.name
+    stratified: bool = False  # volume subsets keep the class proportions exactly
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    """How the batched computation runs; changes speed, never results."""
+
+    slots: int = 0  # concurrent replicas; 0 = all replicas (bounded by device memory)
+    steps_per_call: int = 0  # steps per jitted call; 0 = per backend default
+    unroll: int = 0  # lax.scan unroll; 0 = per backend default (full unroll on CPU)
+    replica_strategy: str = "vmap"  # "vmap" (one batched program) or "map" (lax.map)
+    checkpoint_seconds: float = 60.0  # minimum wall time between checkpoints
+    eval_batch: int = 1000  # test images per evaluation step
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; recorded whole in run.json."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    exec: ExecConfig = field(default_factory=ExecConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Inverse of ``to_dict``; unknown keys are an error."""
+        parts = {
+            "data": DataConfig,
+            "model": ModelConfig,
+            "recipe": RecipeConfig,
+            "grid": GridConfig,
+            "exec": ExecConfig,
+        }
+        kwargs = {}
+        for key, value in d.items():
+            if key not in parts:
+                raise ConfigError(f"unknown config section {key!r}")
+            kwargs[key] = _dataclass_from_dict(parts[key], value)
+        return cls(**kwargs)
+
+
+def _to_tuple(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_to_tuple(v) for v in value)
+    return value
+
+
+def _dataclass_from_dict(klass: type, d: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(klass)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"unknown {klass.__name__} field(s): {sorted(unknown)}")
+    return klass(**{k: _to_tuple(v) for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """One grid point x repeat: what a single replica trains on.
+
+    ``class_sizes`` / ``class_noise`` (one entry per class) override ``train_size`` /
+    ``noise_rate`` for per-class experiments such as budget plans.
+    """
+
+    replica: int
+    experiment: str  # "noise", "volume", "cross" or "custom"
+    repeat: int
+    noise_model: str
+    noise_rate: float
+    train_size: int
+    model: str
+    class_sizes: tuple[int, ...] | None = None
+    class_noise: tuple[float, ...] | None = None
+    label: str = ""  # free text for custom replicas (e.g. a budget strategy name)
+
+
+PRESETS: dict[str, dict[str, Any]] = {}
+
+
+def _preset(name: str, **sections: dict[str, Any]) -> None:
+    PRESETS[name] = sections
+
+
+# demo: seconds on a laptop CPU, on the embedded synthetic data (16x16 px).
+_preset(
+    "demo",
+    data=dict(name="synthetic", synthetic_train=2000, synthetic_test=1000, synthetic_size=16),
+    model=dict(name="small_cnn", width=16),
+    recipe=dict(epochs=6, batch_size=64, lr_decays=((4, 5e-4),), augment=True),
+    grid=dict(noise_levels=(0.0, 0.2, 0.4), sizes=(500, 1000), repeats=2),
+)
+_PAPER_RECIPE = dict(epochs=125, batch_size=64)
+_PAPER_DATA = dict(name="cifar10")
+_preset(
+    "paper-noise",
+    data=_PAPER_DATA,
+    recipe=_PAPER_RECIPE,
+    grid=dict(noise_levels=(0.0, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30), sizes=(), repeats=5),
+)
+_preset(
+    "paper-volume",
+    data=_PAPER_DATA,
+    recipe=_PAPER_RECIPE,
+    grid=dict(noise_levels=(0.0,), sizes=(5000, 10000, 20000, 30000, 40000, 50000), repeats=5),
+)
+_preset(
+    "paper",
+    data=_PAPER_DATA,
+    recipe=_PAPER_RECIPE,
+    grid=dict(
+        noise_levels=(0.0, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30),
+        sizes=(5000, 10000, 20000, 30000, 40000, 50000),
+        repeats=5,
+    ),
+)
+
+
+def preset(name: str) -> RunConfig:
+    """The named preset as a RunConfig."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    base = RunConfig().to_dict()
+    for section, values in PRESETS[name].items():
+        base[section].update(json.loads(json.dumps(values)))
+    return RunConfig.from_dict(base)
+
+
+def steps_per_epoch(train_size: int, batch_size: int) -> int:
+    """Steps of one epoch: the last, partial batch is dropped, as ``drop_remainder`` does."""
+    return max(1, train_size // batch_size)
+
+
+def lr_at_epoch(recipe: RecipeConfig, epoch: int) -> float:
+    """The step-decay learning rate in force at a (0-based) epoch."""
+    lr = recipe.learning_rate
+    for start, value in recipe.lr_decays:
+        if epoch >= start:
+            lr = value
+    return lr
+
+
+def total_steps(train_size: int, recipe: RecipeConfig) -> int:
+    """All steps a replica of this training-set size takes over its epochs."""
+    return recipe.epochs * steps_per_epoch(train_size, recipe.batch_size)
+
+
+def check_rate(rate: float, what: str = "noise rate") -> float:
+    """A rate in [0, 1] or a ConfigError that says so."""
+    if not (isinstance(rate, (int, float)) and math.isfinite(rate) and 0.0 <= rate <= 1.0):
+        raise ConfigError(f"{what} {rate!r} is outside [0, 1]; give a fraction such as 0.2")
+    return float(rate)
