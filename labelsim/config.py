@@ -28,6 +28,7 @@ class DataConfig:
     synthetic_test: int = 1000  # test images
     synthetic_size: int = 16  # image side, pixels
     synthetic_seed: int = 0
+    human_labels: str | None = None  # CIFAR-10N labels.npz, for the "human" noise models
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class GridConfig:
     repeats: int = 2
     cross: bool = False  # also every (noise level, size) pair
     noise_models: tuple[str, ...] = ("shuffle",)
+    noise_matrix: str | None = None  # C x C transition matrix file, for the "matrix" noise model
     models: tuple[str, ...] = ()  # extra model axis; () = just ModelConfig.name
     stratified: bool = False  # volume subsets keep the class proportions exactly
     seed: int = 0
@@ -150,6 +152,7 @@ class ReplicaSpec:
     class_sizes: tuple[int, ...] | None = None
     class_noise: tuple[float, ...] | None = None
     label: str = ""  # free text for custom replicas (e.g. a budget strategy name)
+    lr_scale: float = 1.0  # multiplies the recipe's learning rate for this replica only
 
 
 PRESETS: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,225 @@
+"""Training of ONE replica, and its batched form over a leading replica (slot) axis.
+
+``train_step(state, data, images) -> (state, loss)`` is pure and written for one replica; the
+replica axis comes from ``jax.vmap`` (or ``lax.map``), steps from ``lax.scan``. The images
+are shared by all replicas (``in_axes=None``); each replica has its own subset, labels, keys,
+parameters, BatchNorm statistics and optimizer state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from labelsim.augment import augment_batch
+from labelsim.config import ConfigError, RecipeConfig
+
+Pytree = Any
+
+
+class ReplicaData(NamedTuple):
+    """What a replica trains on; arrays of static shape so one program serves every replica."""
+
+    subset: jnp.ndarray  # (N,) int32 dataset indices; the first n_train are used
+    labels: jnp.ndarray  # (N,) int32 noisy labels aligned with ``subset``
+    n_train: jnp.ndarray  # () int32 training-set size
+    steps_per_epoch: jnp.ndarray  # () int32
+    total_steps: jnp.ndarray  # () int32; 0 marks an idle slot
+    data_key: jnp.ndarray  # (2,) uint32 batch-order key
+    dropout_key: jnp.ndarray  # (2,) uint32
+    augment_key: jnp.ndarray  # (2,) uint32
+    lr_scale: jnp.ndarray  # () float32 multiplier of the recipe's learning rate
+
+
+class TrainState(NamedTuple):
+    """One replica's training state."""
+
+    params: Pytree
+    batch_stats: Pytree
+    opt_state: Pytree
+    step: jnp.ndarray  # () int32 steps taken
+    diverged_step: jnp.ndarray  # () int32 step whose loss was NaN/Inf, -1 if none
+    loss: jnp.ndarray  # () float32 loss of the last step taken
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """z-score input normalization with the training set's per-channel mean and std (0-255 scale)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, images: np.ndarray) -> Normalizer:
+        """Per-channel mean and std of uint8 images (N, H, W, C)."""
+        flat = images.reshape(-1, images.shape[-1]).astype(np.float64)
+        return cls(tuple(flat.mean(0).tolist()), tuple(flat.std(0).tolist()))
+
+    def __call__(self, images: jnp.ndarray) -> jnp.ndarray:
+        """uint8 -> normalized float32."""
+        mean = jnp.asarray(self.mean, jnp.float32)
+        std = jnp.asarray(self.std, jnp.float32)
+        return (images.astype(jnp.float32) - mean) / std
+
+
+def make_optimizer(recipe: RecipeConfig) -> optax.GradientTransformation:
+    """RMSprop's scaling (Keras semantics: epsilon outside the root); the step size is applied
+    per replica from its own epoch, so it is not part of the transformation."""
+    return optax.scale_by_rms(decay=recipe.rmsprop_decay, eps=recipe.rmsprop_eps, eps_in_sqrt=False)
+
+
+def learning_rate(recipe: RecipeConfig, epoch: jnp.ndarray) -> jnp.ndarray:
+    """The step-decay rate at a replica's own (0-based) epoch."""
+    lr = jnp.asarray(recipe.learning_rate, jnp.float32)
+    for start, value in recipe.lr_decays:
+        lr = jnp.where(epoch >= start, jnp.float32(value), lr)
+    return lr
+
+
+def l2_penalty(params: Pytree, coefficient: float) -> jnp.ndarray:
+    """coefficient * sum of squared conv kernels (4-D leaves named "kernel"), as Keras's l2()."""
+    total = jnp.float32(0.0)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if leaf.ndim == 4 and getattr(path[-1], "key", None) == "kernel":
+            total = total + jnp.sum(jnp.square(leaf.astype(jnp.float32)))
+    return coefficient * total
+
+
+def epoch_batch(data: ReplicaData, step: jnp.ndarray, batch_size: int) -> jnp.ndarray:
+    """Positions (into ``data.subset``) of a replica's batch at ``step``.
+
+    Each epoch is a fresh permutation of the replica's n_train positions, drawn from
+    fold_in(data_key, epoch); padding positions sort last and are never used.
+    """
+    epoch = step // data.steps_per_epoch
+    offset = (step % data.steps_per_epoch) * batch_size
+    n = data.subset.shape[0]
+    noise = jax.random.uniform(jax.random.fold_in(data.data_key, epoch), (n,))
+    noise = jnp.where(jnp.arange(n) < data.n_train, noise, 2.0)
+    order = jnp.argsort(noise)
+    return jax.lax.dynamic_slice(order, (offset,), (batch_size,))
+
+
+def make_train_step(
+    model: nn.Module, recipe: RecipeConfig, normalize: Normalizer
+) -> Callable[[TrainState, ReplicaData, jnp.ndarray], tuple[TrainState, jnp.ndarray]]:
+    """The pure one-replica train step; ``images`` is the shared uint8 training set."""
+    tx = make_optimizer(recipe)
+    dtype = getattr(model, "dtype", jnp.float32)
+
+    def train_step(state: TrainState, data: ReplicaData, images: jnp.ndarray) -> tuple[TrainState, jnp.ndarray]:
+        step = state.step
+        positions = epoch_batch(data, step, recipe.batch_size)
+        indices = data.subset[positions]
+        labels = data.labels[positions]
+        x = augment_batch(normalize(images[indices]), jax.random.fold_in(data.augment_key, step), recipe)
+        dropout_key = jax.random.fold_in(data.dropout_key, step)
+
+        def loss_fn(params: Pytree) -> tuple[jnp.ndarray, Pytree]:
+            logits, mutated = model.apply(
+                {"params": params, "batch_stats": state.batch_stats},
+                x.astype(dtype),
+                train=True,
+                rngs={"dropout": dropout_key},
+                mutable=["batch_stats"],
+            )
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
+            loss = ce + l2_penalty(params, recipe.weight_decay)
+            return loss, mutated.get("batch_stats", state.batch_stats)
+
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        scaled, opt_state = tx.update(grads, state.opt_state)
+        lr = learning_rate(recipe, step // data.steps_per_epoch) * data.lr_scale
+        params = jax.tree.map(lambda p, u: p - lr * u, state.params, scaled)
+
+        active = (step < data.total_steps) & (state.diverged_step < 0)
+        finite = jnp.isfinite(loss)
+        take = active & finite
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(take, n, o), new, old)  # noqa: E731
+        new_state = TrainState(
+            params=keep(params, state.params),
+            batch_stats=keep(batch_stats, state.batch_stats),
+            opt_state=keep(opt_state, state.opt_state),
+            step=jnp.where(take, step + 1, step),
+            diverged_step=jnp.where(active & ~finite, step, state.diverged_step),
+            loss=jnp.where(take, loss, state.loss),
+        )
+        return new_state, jnp.where(active, loss, jnp.nan)
+
+    return train_step
+
+
+def make_init(model: nn.Module, recipe: RecipeConfig, image_shape: tuple[int, ...]) -> Callable[[jnp.ndarray], TrainState]:
+    """Jitted ``init(key) -> TrainState`` for one replica."""
+    tx = make_optimizer(recipe)
+
+    def init(key: jnp.ndarray) -> TrainState:
+        params_key, dropout_key = jax.random.split(key)
+        variables = model.init(
+            {"params": params_key, "dropout": dropout_key}, jnp.zeros((1, *image_shape), jnp.float32), train=False
+        )
+        params = variables["params"]
+        return TrainState(
+            params=params,
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=tx.init(params),
+            step=jnp.int32(0),
+            diverged_step=jnp.int32(-1),
+            loss=jnp.float32(jnp.nan),
+        )
+
+    return jax.jit(init)
+
+
+REPLICA_STRATEGIES = ("vmap", "map")
+
+
+def make_chunk(
+    train_step: Callable, steps: int, unroll: int | bool, strategy: str
+) -> Callable[[TrainState, ReplicaData, jnp.ndarray], tuple[TrainState, jnp.ndarray]]:
+    """Jitted ``chunk(states, data, images) -> (states, losses (R, steps))``: ``steps`` train
+    steps of every replica in one call; the states' buffers are donated."""
+
+    def one_replica(state: TrainState, data: ReplicaData, images: jnp.ndarray) -> tuple[TrainState, jnp.ndarray]:
+        body = lambda s, _: train_step(s, data, images)  # noqa: E731
+        return jax.lax.scan(body, state, None, length=steps, unroll=unroll)
+
+    if strategy == "vmap":
+        batched = jax.vmap(one_replica, in_axes=(0, 0, None))
+    elif strategy == "map":
+
+        def batched(states: TrainState, data: ReplicaData, images: jnp.ndarray) -> tuple[TrainState, jnp.ndarray]:
+            return jax.lax.map(lambda sd: one_replica(sd[0], sd[1], images), (states, data))
+
+    else:
+        raise ConfigError(f"unknown replica strategy {strategy!r}; choose one of: {', '.join(REPLICA_STRATEGIES)}")
+    return jax.jit(batched, donate_argnums=0)
+
+
+def make_confusion(model: nn.Module, normalize: Normalizer, num_classes: int) -> Callable:
+    """Jitted ``confusion(params, batch_stats, x, y) -> (C, C)`` int32 counts for one batch;
+    labels of -1 (padding) count nowhere. Rows are true classes, columns predictions."""
+    dtype = getattr(model, "dtype", jnp.float32)
+
+    def confusion(params: Pytree, batch_stats: Pytree, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+        logits = model.apply({"params": params, "batch_stats": batch_stats}, normalize(x).astype(dtype), train=False)
+        predicted = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes, dtype=jnp.float32)
+        truth = jax.nn.one_hot(y, num_classes, dtype=jnp.float32)  # -1 -> all zeros
+        return jnp.round(truth.T @ predicted).astype(jnp.int32)
+
+    return jax.jit(confusion)
+
+
+def evaluate(confusion: Callable, params: Pytree, batch_stats: Pytree, x_test: jnp.ndarray, y_test: jnp.ndarray, batch: int) -> np.ndarray:
+    """Confusion-matrix counts (C, C) of one replica over the (device-resident) test set."""
+    total = None
+    for start in range(0, x_test.shape[0], batch):
+        counts = confusion(params, batch_stats, x_test[start : start + batch], y_test[start : start + batch])
+        total = counts if total is None else total + counts
+    return np.asarray(total, np.int64)
