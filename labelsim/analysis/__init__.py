@@ -1,0 +1,258 @@
+"""Analysis of a run directory: per-class metrics and curve fits with intervals (numpy/scipy).
+
+``analyze_run`` gathers everything the ``analyze`` and ``report`` commands show; the pieces
+live in ``runs`` (reading), ``metrics`` (counts -> rates) and ``fits`` (curves).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from labelsim.analysis.fits import (
+    FitError,
+    JointFit,
+    NoiseFit,
+    RunFits,
+    VolumeFit,
+    fit_run,
+    impact_index,
+    fraction_of_full,
+    impact_losses,
+    pick_model,
+    sensitivity,
+    size_needed,
+)
+from labelsim.analysis.metrics import (
+    PointMetrics,
+    all_point_metrics,
+    asymmetry_rows,
+    baseline,
+    confusion_rows,
+    noise_axis,
+    pair_rows,
+    ranking_conditions,
+    size_axis,
+    top_pairs,
+    x1000,
+)
+from labelsim.analysis.runs import Replica, Run, RunDirError, load_run
+
+__all__ = [
+    "Analysis",
+    "FitError",
+    "JointFit",
+    "NoiseFit",
+    "Replica",
+    "Run",
+    "RunDirError",
+    "RunFits",
+    "VolumeFit",
+    "analyze_run",
+    "fit_run",
+    "impact_index",
+    "load_run",
+    "sensitivity",
+    "size_needed",
+    "summary_rows",
+    "summary_table",
+]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything derived from one run for one model and noise model."""
+
+    run: Run
+    model: str
+    noise_model: str
+    points: list[PointMetrics]  # every grid point of the run (all models)
+    baseline: PointMetrics | None
+    conditions: list[tuple[str, PointMetrics]]  # baseline, highest noise, smallest size
+    noise_points: list[PointMetrics]  # full size, rising noise
+    size_points: list[PointMetrics]  # clean, rising size
+    fits: RunFits
+    sensitivity: dict
+
+
+def analyze_run(
+    run_dir: str | Path | Run, model: str | None = None, noise_model: str | None = None,
+    n_boot: int = 200, seed: int = 0,
+) -> Analysis:
+    """Load a run and compute its metrics, fits and sensitivity summary."""
+    run = run_dir if isinstance(run_dir, Run) else load_run(run_dir)
+    if not run.finished():
+        raise RunDirError(f"{run.path}: no replica has finished yet; wait for the run or resume it")
+    model, noise_model = pick_model(run, model, noise_model)
+    points = all_point_metrics(run)
+    fits = fit_run(run, model, noise_model, n_boot=n_boot, seed=seed)
+    return Analysis(
+        run=run, model=model, noise_model=noise_model, points=points,
+        baseline=baseline(points, run, model),
+        conditions=ranking_conditions(points, run, model, noise_model),
+        noise_points=noise_axis(points, run, model, noise_model),
+        size_points=size_axis(points, model),
+        fits=fits, sensitivity=sensitivity(fits),
+    )
+
+
+def _condition(an: Analysis, prefix: str) -> PointMetrics | None:
+    return next((pm for name, pm in an.conditions if name.startswith(prefix)), None)
+
+
+def summary_rows(an: Analysis, fraction: float = 0.95) -> list[dict]:
+    """Per-class summary: baseline, highest-noise and smallest-size accuracy (x1000), the noise
+    slope with its interval and R^2, the volume asymptote and the training size (total) that
+    reaches ``fraction`` of full-data accuracy, with its interval."""
+    noisy, small = _condition(an, "noise"), _condition(an, "size")
+    rows = []
+    for k, cls in enumerate(an.run.classes):
+        row: dict = {"class": cls}
+        if an.baseline is not None:
+            row["baseline_x1000"] = x1000(an.baseline.accuracy.mean[k])
+            row["baseline_std_x1000"] = x1000(an.baseline.accuracy.std[k])
+        if noisy is not None:
+            row[f"noise_{noisy.point.noise_rate:g}_x1000"] = x1000(noisy.accuracy.mean[k])
+        if small is not None:
+            row[f"size_{small.point.train_size}_x1000"] = x1000(small.accuracy.mean[k])
+        row |= _noise_columns(an.fits.noise.get(cls))
+        vf = an.fits.volume.get(cls)
+        per_total = 1.0 / an.run.class_shares[k]  # per-class count -> total training size
+        if vf is not None:
+            need = size_needed(vf, an.fits.samples["volume"][cls], fraction, of="full")
+            row |= {"asymptote": vf.a, "asymptote_lo": vf.a_ci[0], "asymptote_hi": vf.a_ci[1],
+                    "volume_form": vf.form, f"size_{fraction:g}": need[0] * per_total,
+                    f"size_{fraction:g}_lo": need[1] * per_total,
+                    f"size_{fraction:g}_hi": need[2] * per_total}
+        rows.append(row)
+    return rows
+
+
+def fmt_num(value: object, fmt: str = ".3f") -> str:
+    """A number for people: '-' for missing/NaN, 'never' for infinity."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "never"
+    text = format(value, fmt)
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
+
+
+def fmt_ci(lo: object, hi: object, fmt: str = ".3f") -> str:
+    """An interval as '[lo, hi]'."""
+    return f"[{fmt_num(lo, fmt)}, {fmt_num(hi, fmt)}]"
+
+
+def summary_table(an: Analysis, fraction: float = 0.95) -> tuple[list[str], list[list[str]]]:
+    """``summary_rows`` as display text: (headers, rows), one row per class."""
+    rows = summary_rows(an, fraction)
+    noisy, small = _condition(an, "noise"), _condition(an, "size")
+    noise_key = f"noise_{noisy.point.noise_rate:g}_x1000" if noisy is not None else ""
+    size_key = f"size_{small.point.train_size}_x1000" if small is not None else ""
+    need = f"size_{fraction:g}"
+    headers = ["class", "baseline ±std", f"noise {noisy.point.noise_rate:.0%}" if noisy else
+               "noise", f"n={small.point.train_size}" if small else "size",
+               "noise slope [CI]", "R2", "line", "asymptote [CI]",
+               f"size to {fraction:.0%} [CI]"]
+    table = []
+    for r in rows:
+        table.append([
+            r["class"],
+            f"{fmt_num(r.get('baseline_x1000'), 'd')} ±{fmt_num(r.get('baseline_std_x1000'), 'd')}",
+            fmt_num(r.get(noise_key), "d"), fmt_num(r.get(size_key), "d"),
+            _with_ci(r, "noise_slope", ".3f"), fmt_num(r.get("r2"), ".2f"),
+            ("ok" if r["linear_ok"] else "POOR") if "linear_ok" in r else "-",
+            _with_ci(r, "asymptote", ".3f"), _with_ci(r, need, ".0f"),
+        ])
+    return headers, table
+
+
+def _with_ci(row: dict, key: str, fmt: str) -> str:
+    if key not in row:
+        return "-"
+    return f"{fmt_num(row[key], fmt)} {fmt_ci(row[f'{key}_lo'], row[f'{key}_hi'], fmt)}"
+
+
+def _noise_columns(nf: NoiseFit | None) -> dict:
+    if nf is None:
+        return {}
+    return {"noise_slope": nf.slope, "noise_slope_lo": nf.slope_ci[0],
+            "noise_slope_hi": nf.slope_ci[1], "r2": nf.r2, "linear_ok": nf.linear_ok}
+
+
+def confusion_table(an: Analysis) -> list[dict]:
+    """Average confusion of every point of the model, with its difference from the baseline."""
+    rows = []
+    for pm in an.points:
+        if pm.point.model == an.model:
+            rows += confusion_rows(pm, an.run.classes, an.baseline)
+    return rows
+
+
+def pair_table(an: Analysis, k: int = 6) -> list[dict]:
+    """Rates of the k most frequent confusions (and their reverses) along both grid axes."""
+    axis_points = list({pm.point: pm for pm in an.noise_points + an.size_points}.values())
+    pairs = top_pairs(axis_points, an.run.classes, k)
+    pairs += [(j, i) for i, j in pairs if (j, i) not in pairs]
+    return pair_rows(axis_points, an.run.classes, pairs)
+
+
+def asymmetry_table(an: Analysis) -> list[dict]:
+    """Asymmetry of every class pair at every point of the model, largest |difference| first."""
+    rows = []
+    for pm in an.points:
+        if pm.point.model == an.model:
+            rows += asymmetry_rows(pm, an.run.classes, k=None)
+    return rows
+
+
+def size_need_table(an: Analysis, fractions: tuple[float, ...] = (0.9, 0.95)) -> list[dict]:
+    """Per-class and overall size reaching each fraction of full-data accuracy and of the
+    asymptote, with intervals, as per-class counts and total training sizes."""
+    entries = [(cls, an.fits.volume[cls], an.fits.samples["volume"][cls],
+                1.0 / an.run.class_shares[k])
+               for k, cls in enumerate(an.run.classes) if cls in an.fits.volume]
+    if an.fits.overall_volume is not None:
+        entries.append(("overall", an.fits.overall_volume, an.fits.samples["overall_volume"],
+                        float(an.run.num_classes)))
+    rows = []
+    for cls, fit, samples, per_total in entries:
+        for of in ("full", "asymptote"):
+            for q in fractions:
+                n, lo, hi = size_needed(fit, samples, q, of=of)
+                rows.append({"class": cls, "fraction": q, "of": of, "per_class": n,
+                             "per_class_lo": lo, "per_class_hi": hi, "total": n * per_total,
+                             "total_lo": lo * per_total, "total_hi": hi * per_total})
+    return rows
+
+
+def size_fraction_table(an: Analysis) -> list[dict]:
+    """Overall accuracy at each clean size as a fraction of full-data accuracy, observed and
+    from the overall volume fit."""
+    if an.baseline is None:
+        return []
+    full = float(an.baseline.overall.mean)
+    fit = an.fits.overall_volume
+    rows = []
+    for pm in an.size_points:
+        size = pm.point.train_size
+        row = {"train_size": size, "accuracy": float(pm.overall.mean),
+               "fraction_observed": float(pm.overall.mean) / full}
+        if fit is not None:
+            row["fraction_fit"] = float(fraction_of_full(fit, size / an.run.num_classes))
+        rows.append(row)
+    return rows
+
+
+def impact_table(an: Analysis, fraction: float = 0.1) -> list[dict]:
+    """Impact index per class and overall: accuracy lost to ``fraction`` label noise over that
+    lost to a ``fraction`` volume cut (> 1: noise hurts more)."""
+    rows = []
+    for cls in (*an.run.classes, None):
+        value, lo, hi = impact_index(an.fits, cls, fraction)
+        noise_loss, volume_loss = impact_losses(an.fits, cls, fraction)
+        rows.append({"class": cls or "overall", "fraction": fraction,
+                     "noise_loss": noise_loss, "volume_loss": volume_loss, "impact": value,
+                     "impact_lo": lo, "impact_hi": hi})
+    return rows

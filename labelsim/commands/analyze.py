@@ -1,0 +1,314 @@
+"""``python -m labelsim analyze RUN_DIR``: per-class tables and fits on the terminal, and the
+same tables as CSV plus fits.json under RUN_DIR/analysis (or --out DIR)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from labelsim.analysis import (
+    Analysis,
+    RunDirError,
+    analyze_run,
+    asymmetry_table,
+    confusion_table,
+    impact_table,
+    pair_table,
+    size_fraction_table,
+    size_need_table,
+    summary_rows,
+    summary_table,
+)
+from labelsim.analysis import fmt_ci, fmt_num
+from labelsim.analysis.fits import JointFit, NoiseFit, VolumeFit, fits_to_json, json_ready
+from labelsim.analysis.metrics import (
+    asymmetry_rows,
+    biggest_movers,
+    class_metric_rows,
+    label_noise_rows,
+    overall_rows,
+    ranking_rows,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the analyze command."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="folder a run wrote (with run.json)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="write the CSV/JSON tables here (default RUN_DIR/analysis)")
+    parser.add_argument("--model", help="model to fit (default: the run's first)")
+    parser.add_argument("--noise-model", help="noise model to fit (default: the run's first)")
+    parser.add_argument("--n-boot", type=int, default=200, metavar="B",
+                        help="bootstrap samples per fit (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the tables, write the files; 2 on an unreadable run directory."""
+    try:
+        an = analyze_run(args.run_dir, args.model, args.noise_model, args.n_boot, args.seed)
+    except (RunDirError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(render(an))
+    out = Path(args.out) if args.out else an.run.path / "analysis"
+    try:
+        written = write_tables(an, out)
+    except OSError as exc:
+        print(f"\nnothing written: cannot write to {out} ({exc.strerror or exc}); "
+              "pass --out DIR to save the tables elsewhere")
+        return 0
+    print(f"\nwrote {len(written)} files to {out}")
+    return 0
+
+
+# ---------------------------------------------------------------- files
+
+
+def table_files(an: Analysis) -> dict[str, list[dict]]:
+    """Every table of an analysis, by CSV file name."""
+    fits = an.fits
+    return {
+        "per_class.csv": summary_rows(an),
+        "class_metrics.csv": class_metric_rows(an.points, an.run.classes),
+        "overall.csv": overall_rows(an.points),
+        "confusion.csv": confusion_table(an),
+        "pairs.csv": pair_table(an),
+        "asymmetry.csv": asymmetry_table(an),
+        "ranking.csv": ranking_rows(an.conditions, an.run.classes),
+        "sensitivity.csv": an.sensitivity["rows"],
+        "sizes_needed.csv": size_need_table(an),
+        "size_fractions.csv": size_fraction_table(an),
+        "impact.csv": impact_table(an),
+        "fits_noise.csv": _fit_rows(fits.noise, fits.overall_noise),
+        "fits_volume.csv": _fit_rows(fits.volume, fits.overall_volume),
+        "fits_joint.csv": _fit_rows(fits.joint or {}, fits.overall_joint),
+        "label_noise.csv": label_noise_rows(an.run, an.points),
+        "excluded.csv": excluded_rows(an),
+    }
+
+
+def _fit_rows(fits: dict[str, Any], overall: Any) -> list[dict]:
+    from dataclasses import asdict
+
+    items = list(fits.items()) + ([("overall", overall)] if overall is not None else [])
+    rows = []
+    for cls, fit in items:
+        row: dict = {"class": cls}
+        for key, value in asdict(fit).items():
+            if isinstance(value, tuple):
+                row[f"{key}_lo"], row[f"{key}_hi"] = value
+            else:
+                row[key] = value
+        rows.append(row)
+    return rows
+
+
+def excluded_rows(an: Analysis) -> list[dict]:
+    """Replicas left out of every average: diverged, pending or running."""
+    return [
+        {"replica": r.replica, "status": r.status, "experiment": r.experiment, "model": r.model,
+         "noise_model": r.noise_model, "noise_rate": r.noise_rate, "train_size": r.train_size,
+         "repeat": r.repeat, "diverged_step": r.diverged_step, "label": r.label}
+        for r in an.run.replicas if not r.finished
+    ]
+
+
+def write_tables(an: Analysis, out: Path) -> list[Path]:
+    """Write every table as CSV and the fits as fits.json; returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, rows in table_files(an).items():
+        written.append(write_csv(out / name, rows))
+    fits_json = fits_to_json(an.fits) | {
+        "sensitivity": json_ready(an.sensitivity),
+        "impact": json_ready(impact_table(an)),
+        "sizes_needed": json_ready(size_need_table(an)),
+    }
+    path = out / "fits.json"
+    path.write_text(json.dumps(fits_json, indent=1), encoding="utf-8")
+    return written + [path]
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    """Rows as CSV with the union of their keys as header (empty file body if no rows)."""
+    header = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+    return path
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else ("inf" if math.isinf(value) else f"{value:.6g}")
+    return value
+
+
+# ---------------------------------------------------------------- terminal
+
+
+def format_table(headers: list[str], rows: Iterable[list[str]]) -> str:
+    """Plain text table, columns left-aligned (first) or right-aligned (others)."""
+    rows = [list(map(str, r)) for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])])
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def render(an: Analysis) -> str:
+    """The whole terminal report of an analysis."""
+    parts = [
+        _render_header(an),
+        _render_classes(an),
+        _render_overall(an),
+        _render_sensitivity(an),
+        _render_ranking(an),
+        _render_asymmetry(an),
+    ]
+    return "\n\n".join(p for p in parts if p)
+
+
+def _render_header(an: Analysis) -> str:
+    run = an.run
+    lines = [
+        f"run {run.path}: status {run.meta.get('status', '?')}, {len(run.replicas)} replicas: "
+        f"{len(run.finished())} finished, {len(run.diverged())} diverged, "
+        f"{len(run.unfinished())} pending or running",
+        f"model {an.model}, noise model {an.noise_model}; accuracy x1000 (mean over repeats, "
+        "std); intervals are 95% (bootstrap over repeats for fits)",
+    ]
+    fewest = min((pm.accuracy.n for pm in an.points), default=0)
+    if fewest < 2:
+        lines.append("  note: some grid points have a single finished repeat: no spread or "
+                     "interval there (intervals need at least two repeats)")
+    for r in run.replicas:
+        if not r.finished:
+            step = f" at step {r.diverged_step}" if r.diverged_step is not None else ""
+            lines.append(f"  left out: replica {r.replica} ({r.status}{step}): {r.experiment} "
+                         f"{r.noise_model} {r.noise_rate:g} n={r.train_size} repeat {r.repeat}")
+    return "\n".join(lines)
+
+
+def _render_classes(an: Analysis) -> str:
+    headers, table = summary_table(an)
+    note = ("Per class (noise slope: accuracy lost per unit noise rate; size to 95%: total "
+            "training size reaching 95% of full-data accuracy, from the volume fit)")
+    return note + "\n" + format_table(headers, table)
+
+
+def _describe_noise(fit: NoiseFit) -> str:
+    shape = "linear" if fit.linear_ok else "POOR linear fit"
+    return (f"accuracy = {fit.intercept:.3f} - {fit.slope:.3f} [{fmt_num(fit.slope_ci[0])}, "
+            f"{fmt_num(fit.slope_ci[1])}] x noise; R2 {fit.r2:.2f}, {shape} "
+            f"(curvature p {fmt_num(fit.curvature_p, '.2g')})")
+
+
+def _describe_volume(fit: VolumeFit) -> str:
+    formula = "a - b*n^-c" if fit.form == "power" else "a - b*exp(-n/c)"
+    alt = f"; AIC {fit.aic:.1f} vs {fit.alt_aic:.1f} for {fit.alt_form}" if fit.alt_form else ""
+    note = f" ({fit.note})" if fit.note else ""
+    return (f"{fit.form}: {formula}, n per class; asymptote a {fit.a:.3f} {fmt_ci(*fit.a_ci)}, "
+            f"b {fit.b:.3g}, c {fit.c:.3g} {fmt_ci(*fit.c_ci, '.3g')}{alt}{note}")
+
+
+def _describe_joint(fit: JointFit) -> str:
+    return (f"{fit.form}: a {fit.a:.3f}, b {fit.b:.3g}, c {fit.c:.3g}, noise slope at full "
+            f"data s {fit.s:.3f} {fmt_ci(*fit.s_ci)}, interaction t {fit.t:.3f} "
+            f"{fmt_ci(*fit.t_ci)}; "
+            f"AIC {fit.aic:.1f} vs {fit.alt_aic:.1f} for {fit.alt_form}")
+
+
+def _render_overall(an: Analysis) -> str:
+    fits = an.fits
+    lines = ["Overall accuracy"]
+    if an.baseline is not None:
+        b = an.baseline.overall
+        lines.append(f"  baseline (clean, n={an.baseline.point.train_size}): "
+                     f"{float(b.mean):.4f} ± {fmt_num(float(b.std), '.4f')} over {b.n} repeats")
+    if fits.overall_noise is not None:
+        lines.append("  noise fit:  " + _describe_noise(fits.overall_noise))
+    if fits.overall_volume is not None:
+        lines.append("  volume fit: " + _describe_volume(fits.overall_volume))
+        for row in size_fraction_table(an):
+            lines.append(f"    n={row['train_size']}: {row['fraction_observed']:.1%} of full-data "
+                         f"accuracy (fit {fmt_num(row.get('fraction_fit'), '.1%')})")
+    if fits.overall_joint is not None:
+        lines.append("  joint fit:  " + _describe_joint(fits.overall_joint))
+    impact = impact_table(an)[-1]
+    if not math.isnan(impact["impact"]):
+        lines.append(f"  impact index (10% noise vs 10% fewer labels, >1: noise hurts more): "
+                     f"{fmt_num(impact['impact'], '.2f')} "
+                     f"{fmt_ci(impact['impact_lo'], impact['impact_hi'], '.2f')}")
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
+def _render_sensitivity(an: Analysis) -> str:
+    s = an.sensitivity
+    lines = []
+    if s["noise_order"]:
+        lines.append(f"  by noise slope (steepest first): {', '.join(s['noise_order'])}")
+        lines.append(f"  most noise-sensitive: {_tie_text(s['most_noise_sensitive'])}")
+    if s["volume_order"]:
+        lines.append(f"  by volume need (size to {s['fraction']:.0%} of asymptote, largest "
+                     f"first): {', '.join(s['volume_order'])}")
+        lines.append(f"  most volume-hungry: {_tie_text(s['most_volume_sensitive'])}")
+    return "Sensitivity\n" + "\n".join(lines) if lines else ""
+
+
+def _tie_text(classes: list[str]) -> str:
+    if len(classes) <= 1:
+        return classes[0] if classes else "-"
+    return f"{classes[0]} (tied within intervals with {', '.join(classes[1:])})"
+
+
+def _render_ranking(an: Analysis) -> str:
+    rows = ranking_rows(an.conditions, an.run.classes)
+    if not rows:
+        return ""
+    names = [name for name, _ in an.conditions]
+    by_rank = []
+    for position in range(1, len(rows) + 1):
+        cells = [str(position)]
+        for name in names:
+            r = next(r for r in rows if r[f"{name} rank"] == position)
+            cells.append(f"{r['class']} {fmt_num(r[f'{name} acc_x1000'], 'd')}")
+        by_rank.append(cells)
+    movers = biggest_movers(rows)
+    moves = []
+    for cls in movers:
+        r = next(r for r in rows if r["class"] == cls)
+        changes = ", ".join(f"{n} {r[f'{n} change']:+d}" for n in names[1:])
+        moves.append(f"{cls} ({changes})")
+    text = "Ranking (1 = least accurate; accuracy x1000)\n" + format_table(["#"] + names, by_rank)
+    if moves:
+        text += "\n  largest rank moves (negative: toward least accurate): " + "; ".join(moves)
+    return text
+
+
+def _render_asymmetry(an: Analysis, k: int = 6) -> str:
+    if an.baseline is None:
+        return ""
+    rows = asymmetry_rows(an.baseline, an.run.classes, k)
+    table = [[r["pair"], fmt_num(r["rate"], ".3f"), fmt_num(r["reverse_rate"], ".3f"),
+              f"{fmt_num(r['diff'], '+.3f')} {fmt_ci(r['diff_lo'], r['diff_hi'], '+.3f')}",
+              f"{fmt_num(r['ratio'], '.2f')}",
+              f"{fmt_num(r['log_ratio'], '+.2f')} "
+              f"{fmt_ci(r['log_ratio_lo'], r['log_ratio_hi'], '+.2f')}"]
+             for r in rows]
+    headers = ["pair i->j", "rate", "j->i rate", "difference [CI]", "ratio", "log ratio [CI]"]
+    return ("Most asymmetric confusions at baseline (rate = count / true-class total)\n"
+            + format_table(headers, table))

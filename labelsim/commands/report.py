@@ -1,0 +1,61 @@
+"""``python -m labelsim report RUN_DIR``: one offline HTML page with every chart and table of a
+run (RUN_DIR/report.html, or --out FILE), and optionally each chart as a file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from labelsim.analysis import RunDirError, analyze_run
+from labelsim.charts import FORMATS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the report command."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="folder a run wrote (with run.json)")
+    parser.add_argument("--out", metavar="FILE", help="page to write (default RUN_DIR/report.html)")
+    parser.add_argument(
+        "--formats", default="", metavar="LIST",
+        help="also export each chart in these formats, comma-separated from "
+             f"{','.join(FORMATS)}, under RUN_DIR/charts (beside FILE with --out)")
+    parser.add_argument("--model", help="model to fit (default: the run's first)")
+    parser.add_argument("--noise-model", help="noise model to fit (default: the run's first)")
+    parser.add_argument("--n-boot", type=int, default=200, metavar="B",
+                        help="bootstrap samples per fit (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """Comma-separated chart formats, checked; raises ValueError naming the valid ones."""
+    formats = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown format(s) {', '.join(unknown)}; choose from {','.join(FORMATS)}")
+    return formats
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the report; 2 on a bad run directory, bad option or unwritable destination."""
+    from labelsim.report import build_report
+
+    try:
+        formats = parse_formats(args.formats)
+        an = analyze_run(args.run_dir, args.model, args.noise_model, args.n_boot, args.seed)
+    except (RunDirError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else None
+    charts_dir = out.parent / "charts" if out else None
+    try:
+        path = build_report(an.run.path, out=out, analysis=an, formats=formats,
+                            charts_dir=charts_dir)
+    except OSError as exc:
+        target = out or an.run.path / "report.html"
+        print(f"error: cannot write {target} ({exc.strerror or exc}); pass --out FILE to write "
+              "the page elsewhere", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    if formats:
+        print(f"exported charts ({', '.join(formats)}) to {charts_dir or an.run.path / 'charts'}")
+    return 0

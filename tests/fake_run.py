@@ -1,0 +1,206 @@
+"""Write a synthetic run directory whose per-class accuracies follow known curves.
+
+Ground truth, per class k, at per-class training count n and label-noise rate r:
+    accuracy_k(n, r) = a_k - b_k * n ** (-c_k) - s_k * r
+Each replica's true accuracy gets a small Gaussian jitter (training randomness), then its
+confusion row is drawn multinomially over the class's test images, with the errors spread
+over the other classes by a fixed confusion profile (cat->frog five times frog->cat).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+# Study-like baselines (x1000 at full data, no noise), accuracy lost per unit noise rate,
+# accuracy at a quarter of the data, and the power-law exponent of each class.
+_BASE = np.array([897, 966, 889, 706, 875, 790, 963, 944, 928, 936]) / 1000
+_SLOPE = np.array([0.20, 0.15, 0.48, 0.33, 0.21, 0.31, 0.04, 0.22, 0.10, 0.03])
+_QUARTER = np.array([789, 905, 594, 520, 716, 599, 914, 830, 853, 887]) / 1000
+_EXPONENT = np.array([0.8, 1.0, 1.2, 0.7, 0.9, 0.8, 1.0, 1.0, 0.8, 0.7])
+
+FIELDS = (
+    "replica", "experiment", "model", "noise_model", "noise_rate", "train_size", "repeat",
+    "realized_noise", "accuracy", "status", "steps", "total_steps", "diverged_step", "seconds",
+    "class_sizes", "class_noise", "label",
+)
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The curves a fake run was drawn from."""
+
+    classes: tuple[str, ...]
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    s: np.ndarray
+    full_per_class: float
+
+    def accuracy(self, n_per_class: float, noise: float) -> np.ndarray:
+        """True per-class accuracy at a per-class training count and noise rate."""
+        return self.a - self.b * float(n_per_class) ** (-self.c) - self.s * noise
+
+
+def study_truth(full_per_class: float = 200.0) -> Truth:
+    """Curves through the study's baseline and quarter-data accuracies."""
+    quarter = full_per_class / 4
+    b = (_BASE - _QUARTER) / (quarter ** (-_EXPONENT) - full_per_class ** (-_EXPONENT))
+    a = _BASE + b * full_per_class ** (-_EXPONENT)
+    assert np.all(a < 1.0), "asymptotes must stay below 1"
+    return Truth(CLASSES, a, b, _EXPONENT.copy(), _SLOPE.copy(), full_per_class)
+
+
+def _profile(classes: tuple[str, ...]) -> np.ndarray:
+    """Row-normalised weights of where each class's errors go."""
+    c = len(classes)
+    w = np.ones((c, c))
+    idx = {name: i for i, name in enumerate(classes)}
+    boosts = [
+        ("cat", "dog", 8), ("dog", "cat", 8), ("cat", "frog", 5), ("automobile", "truck", 6),
+        ("truck", "automobile", 6), ("airplane", "ship", 5), ("ship", "airplane", 5),
+        ("deer", "horse", 4), ("horse", "deer", 4), ("bird", "airplane", 3), ("bird", "deer", 3),
+    ]
+    for src, dst, weight in boosts:
+        if src in idx and dst in idx:
+            w[idx[src], idx[dst]] = weight
+    np.fill_diagonal(w, 0.0)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def _grid(noise_levels, sizes, repeats, full_size, cross, noise_models) -> list[dict]:
+    rows: list[dict] = []
+    for nm in noise_models:
+        for rate in noise_levels:
+            if rate == 0 and nm != noise_models[0]:
+                continue
+            rows += [dict(experiment="noise", noise_model=nm, noise_rate=rate,
+                          train_size=full_size, repeat=k) for k in range(repeats)]
+    for size in sizes:
+        if size == full_size and 0.0 in noise_levels:
+            continue  # the noise grid's clean full-size replicas double as this point
+        rows += [dict(experiment="volume", noise_model=noise_models[0], noise_rate=0.0,
+                      train_size=size, repeat=k) for k in range(repeats)]
+    if cross:
+        for rate in noise_levels:
+            for size in sizes:
+                if rate > 0 and size < full_size:
+                    rows += [dict(experiment="cross", noise_model=noise_models[0],
+                                  noise_rate=rate, train_size=size, repeat=k)
+                             for k in range(repeats)]
+    return rows
+
+
+def write_fake_run(
+    path: str | Path,
+    *,
+    noise_levels: tuple[float, ...] = (0.0, 0.2, 0.4),
+    sizes: tuple[int, ...] = (500, 1000, 2000),
+    repeats: int = 2,
+    full_size: int = 2000,
+    test_per_class: int = 100,
+    cross: bool = False,
+    diverged: tuple[int, ...] = (),
+    running: tuple[int, ...] = (),
+    noise_models: tuple[str, ...] = ("shuffle",),
+    jitter: float = 0.01,
+    seed: int = 0,
+    truth: Truth | None = None,
+) -> Truth:
+    """Write run.json, replicas.csv and confusion.npz under ``path``; returns the truth."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    c = len(CLASSES)
+    truth = truth or study_truth(full_size / c)
+    rng = np.random.default_rng(seed)
+    profile = _profile(CLASSES)
+    specs = _grid(noise_levels, sizes, repeats, full_size, cross, noise_models)
+    counts = np.zeros((len(specs), c, c), dtype=np.int64)
+    transitions = np.zeros_like(counts)
+    rows = []
+    for i, spec in enumerate(specs):
+        status = "diverged" if i in diverged else "running" if i in running else "finished"
+        n_k = spec["train_size"] / c
+        transitions[i] = _transitions(n_k, spec["noise_rate"], c)
+        if status == "finished":
+            p = truth.accuracy(n_k, spec["noise_rate"]) + rng.normal(0, jitter, c)
+            counts[i] = _confusion(np.clip(p, 0.01, 0.999), profile, test_per_class, rng)
+        rows.append(_row(i, spec, status, counts[i], c))
+    _write_csv(path / "replicas.csv", rows)
+    np.savez(path / "confusion.npz", counts=counts, transitions=transitions)
+    _write_meta(path, noise_levels, sizes, repeats, full_size, test_per_class, cross,
+                noise_models, seed, finished=not running)
+    return truth
+
+
+def _confusion(p: np.ndarray, profile: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    probs = (1 - p)[:, None] * profile
+    probs[np.diag_indices_from(probs)] = p
+    return np.stack([rng.multinomial(m, row / row.sum()) for row in probs])
+
+
+def _transitions(n_k: float, rate: float, c: int) -> np.ndarray:
+    moved = np.full((c, c), round(n_k * rate / c))
+    np.fill_diagonal(moved, 0)
+    np.fill_diagonal(moved, round(n_k) - moved.sum(axis=1))
+    return moved
+
+
+def _row(i: int, spec: dict, status: str, counts: np.ndarray, c: int) -> dict:
+    finished = status == "finished"
+    total = counts.sum()
+    return dict(
+        replica=i, model="small_cnn", label="", class_sizes="", class_noise="",
+        realized_noise=round(spec["noise_rate"] * (1 - 1 / c), 6),
+        accuracy=round(float(np.trace(counts) / total), 6) if finished else "",
+        status=status, steps=100 if finished else 40, total_steps=100,
+        diverged_step=37 if status == "diverged" else "", seconds=12.5, **spec,
+    )
+
+
+def _write_csv(file: Path, rows: list[dict]) -> None:
+    with file.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_meta(path, noise_levels, sizes, repeats, full_size, test_per_class, cross,
+                noise_models, seed, finished: bool) -> None:
+    meta = {
+        "labelsim_version": "0.1.0",
+        "config": {
+            "data": {"name": "synthetic", "synthetic_train": full_size},
+            "model": {"name": "small_cnn", "width": 16},
+            "recipe": {"epochs": 6, "batch_size": 64},
+            "grid": {"noise_levels": list(noise_levels), "sizes": list(sizes),
+                     "repeats": repeats, "cross": cross, "noise_models": list(noise_models),
+                     "models": [], "seed": seed},
+            "exec": {"slots": 0},
+        },
+        "dataset": {"name": "synthetic", "train_size": full_size,
+                    "test_size": test_per_class * len(CLASSES)},
+        "classes": list(CLASSES),
+        "test_class_counts": [test_per_class] * len(CLASSES),
+        "git_commit": "0000000",
+        "versions": {"python": "3.11", "jax": "0.0-fake", "numpy": np.__version__},
+        "device": "fake cpu",
+        "started": "2025-01-01T00:00:00",
+        "finished": "2025-01-01T00:10:00" if finished else None,
+        "status": "finished" if finished else "running",
+        "extra_key_from_a_newer_version": {"ok": True},
+    }
+    (path / "run.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_fake_run(sys.argv[1] if len(sys.argv) > 1 else "/tmp/fake_run", diverged=(3,))
