@@ -36,7 +36,7 @@ class ModelConfig:
     """Which model to train."""
 
     name: str = "small_cnn"
-    width: int = 32  # filters of the first conv pair; the study uses 32 (then 64, 128)
+    width: int = 0  # base filters; 0 = the model's standard width (small_cnn: 32, then 64, 128)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,10 @@ class ExecConfig:
     slots: int = 0  # concurrent replicas; 0 = all replicas (bounded by device memory)
     steps_per_call: int = 0  # steps per jitted call; 0 = per backend default
     unroll: int = 0  # lax.scan unroll; 0 = per backend default (full unroll on CPU)
-    replica_strategy: str = "vmap"  # "vmap" (one batched program) or "map" (lax.map)
+    # "vmap": one batched program (grouped convolutions; fastest on GPU); "map": lax.map over
+    # replicas inside one program (XLA's CPU grouped-conv backward is ~5x slower than one
+    # replica's, measured by benchmarks/throughput.py); "auto": map on CPU, vmap elsewhere.
+    replica_strategy: str = "auto"
     checkpoint_seconds: float = 60.0  # minimum wall time between checkpoints
     eval_batch: int = 1000  # test images per evaluation step
 

@@ -59,12 +59,20 @@ def compute_dtype(config: RunConfig) -> Any:
     return jnp.dtype(choice)
 
 
-def backend_defaults(config: RunConfig) -> tuple[int, int]:
-    """(steps per call, scan unroll): on CPU XLA's rolled loops are slow, so unroll fully."""
+def backend_defaults(config: RunConfig, min_steps_per_epoch: int) -> tuple[int, int, str]:
+    """(steps per call, scan unroll, replica strategy) for this backend.
+
+    On CPU XLA's rolled loops are slow, so the few steps of a call are unrolled, and replicas
+    go through ``lax.map`` (the batched grouped-convolution backward is slow there). A call
+    never spans more than two epochs of a replica (see ``make_chunk``).
+    """
     cpu = jax.default_backend() == "cpu"
-    steps = config.exec.steps_per_call or (4 if cpu else 50)
-    unroll = config.exec.unroll or (steps if cpu else 1)
-    return steps, unroll
+    steps = min(config.exec.steps_per_call or (4 if cpu else 50), min_steps_per_epoch)
+    unroll = min(config.exec.unroll or (steps if cpu else 1), steps)
+    strategy = config.exec.replica_strategy
+    if strategy == "auto":
+        strategy = "map" if cpu else "vmap"
+    return steps, unroll, strategy
 
 
 def git_commit() -> str | None:
@@ -141,12 +149,15 @@ def open_store(
 class SlotTrainer:
     """S replica slots of one model trained as one batched program."""
 
-    def __init__(self, config: RunConfig, dataset: Dataset, model_name: str, slots: int):
+    def __init__(
+        self, config: RunConfig, dataset: Dataset, model_name: str, slots: int, min_train_size: int | None = None
+    ):
         self.config, self.dataset, self.model_name = config, dataset, model_name
         recipe = config.recipe
         self.model = get_model(model_name, dataset.num_classes, config.model.width, compute_dtype(config))
         self.normalize = Normalizer.fit(dataset.x_train)
-        self.steps, unroll = backend_defaults(config)
+        min_size = min_train_size or len(dataset.y_train)
+        self.steps, unroll, strategy = backend_defaults(config, steps_per_epoch(min_size, recipe.batch_size))
         self.n_train = len(dataset.y_train)
         self.slots = _round_to_devices(slots)
         self.mesh = Mesh(np.array(jax.devices()), ("replica",))
@@ -156,7 +167,7 @@ class SlotTrainer:
         self.x_test, self.y_test = _padded_test(dataset, config.exec.eval_batch)
         self.init_one = make_init(self.model, recipe, dataset.x_train.shape[1:])
         self.chunk = make_chunk(
-            make_train_step(self.model, recipe, self.normalize), self.steps, unroll, config.exec.replica_strategy
+            make_train_step(self.model, recipe, self.normalize), self.steps, unroll, strategy
         )
         self.confusion = make_confusion(self.model, self.normalize, dataset.num_classes)
         one_state = self.init_one(jnp.asarray(jax.random.PRNGKey(0)))
@@ -351,7 +362,8 @@ def _run_model(
     # Longest first, so short replicas fill the tail of the run (fewer idle slots).
     queue = sorted(pending, key=lambda i: -total_steps(_size(store.rows[i].spec), config.recipe))
     slots = config.exec.slots or min(len(queue), MAX_DEFAULT_SLOTS)
-    trainer = SlotTrainer(config, dataset, model_name, min(slots, len(queue)))
+    smallest = min(_size(store.rows[i].spec) for i in queue)
+    trainer = SlotTrainer(config, dataset, model_name, min(slots, len(queue)), smallest)
     restored = _restore_checkpoint(trainer, store, config, dataset, extra)
     queue = [i for i in queue if i not in restored]
     remaining = sum(total_steps(_size(store.rows[i].spec), config.recipe) for i in pending)

@@ -91,31 +91,34 @@ def l2_penalty(params: Pytree, coefficient: float) -> jnp.ndarray:
     return coefficient * total
 
 
-def epoch_batch(data: ReplicaData, step: jnp.ndarray, batch_size: int) -> jnp.ndarray:
-    """Positions (into ``data.subset``) of a replica's batch at ``step``.
-
-    Each epoch is a fresh permutation of the replica's n_train positions, drawn from
-    fold_in(data_key, epoch); padding positions sort last and are never used.
-    """
-    epoch = step // data.steps_per_epoch
-    offset = (step % data.steps_per_epoch) * batch_size
+def epoch_order(data: ReplicaData, epoch: jnp.ndarray) -> jnp.ndarray:
+    """A replica's visiting order of its n_train positions in ``epoch``: a fresh permutation
+    drawn from fold_in(data_key, epoch); padding positions sort last and are never used."""
     n = data.subset.shape[0]
     noise = jax.random.uniform(jax.random.fold_in(data.data_key, epoch), (n,))
     noise = jnp.where(jnp.arange(n) < data.n_train, noise, 2.0)
-    order = jnp.argsort(noise)
+    return jnp.argsort(noise).astype(jnp.int32)
+
+
+def batch_positions(data: ReplicaData, order: jnp.ndarray, step: jnp.ndarray, batch_size: int) -> jnp.ndarray:
+    """Positions (into ``data.subset``) of the batch at ``step``, given its epoch's order."""
+    offset = (step % data.steps_per_epoch) * batch_size
     return jax.lax.dynamic_slice(order, (offset,), (batch_size,))
 
 
 def make_train_step(
     model: nn.Module, recipe: RecipeConfig, normalize: Normalizer
 ) -> Callable[[TrainState, ReplicaData, jnp.ndarray], tuple[TrainState, jnp.ndarray]]:
-    """The pure one-replica train step; ``images`` is the shared uint8 training set."""
+    """The pure one-replica train step; ``images`` is the shared uint8 training set and
+    ``order`` the epoch order (``epoch_order``) of the step's epoch."""
     tx = make_optimizer(recipe)
     dtype = getattr(model, "dtype", jnp.float32)
 
-    def train_step(state: TrainState, data: ReplicaData, images: jnp.ndarray) -> tuple[TrainState, jnp.ndarray]:
+    def train_step(
+        state: TrainState, data: ReplicaData, images: jnp.ndarray, order: jnp.ndarray
+    ) -> tuple[TrainState, jnp.ndarray]:
         step = state.step
-        positions = epoch_batch(data, step, recipe.batch_size)
+        positions = batch_positions(data, order, step, recipe.batch_size)
         indices = data.subset[positions]
         labels = data.labels[positions]
         x = augment_batch(normalize(images[indices]), jax.random.fold_in(data.augment_key, step), recipe)
@@ -184,10 +187,20 @@ def make_chunk(
     train_step: Callable, steps: int, unroll: int | bool, strategy: str
 ) -> Callable[[TrainState, ReplicaData, jnp.ndarray], tuple[TrainState, jnp.ndarray]]:
     """Jitted ``chunk(states, data, images) -> (states, losses (R, steps))``: ``steps`` train
-    steps of every replica in one call; the states' buffers are donated."""
+    steps of every replica in one call; the states' buffers are donated.
+
+    A chunk must not span more than two epochs of any replica (``steps`` <= its steps per
+    epoch): the two epoch orders are drawn once per chunk instead of once per step.
+    """
 
     def one_replica(state: TrainState, data: ReplicaData, images: jnp.ndarray) -> tuple[TrainState, jnp.ndarray]:
-        body = lambda s, _: train_step(s, data, images)  # noqa: E731
+        first = state.step // data.steps_per_epoch
+        orders = (epoch_order(data, first), epoch_order(data, first + 1))
+
+        def body(s: TrainState, _: None) -> tuple[TrainState, jnp.ndarray]:
+            order = jnp.where(s.step // data.steps_per_epoch == first, orders[0], orders[1])
+            return train_step(s, data, images, order)
+
         return jax.lax.scan(body, state, None, length=steps, unroll=unroll)
 
     if strategy == "vmap":

@@ -8,7 +8,7 @@ from pathlib import Path
 from labelsim.config import ConfigError, ReplicaSpec, RunConfig, check_rate
 from labelsim.results import RUN_FILE, RunDirError
 
-KNOWN_STRATEGIES = ("vmap", "map")
+KNOWN_STRATEGIES = ("auto", "vmap", "map")
 
 
 def validate_config(config: RunConfig) -> None:
