@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("execution (speed only; results do not change)")
     g.add_argument("--slots", type=int, help="concurrent replicas in the batched program (0: all, up to 64)")
     g.add_argument("--steps-per-call", type=int, help="train steps per jitted call (0: backend default)")
-    g.add_argument("--strategy", choices=("auto", "vmap", "map"), help="replica axis: vmap (batched), lax.map, or auto (map on CPU)")
+    g.add_argument("--strategy", choices=("auto", "vmap", "map", "loop"), help="replica axis: vmap (one batched program), lax.map, a Python loop, or auto")
     g.add_argument("--checkpoint-seconds", type=float, help="minimum seconds between checkpoints")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -84,8 +84,9 @@ class ExecConfig:
     steps_per_call: int = 0  # steps per jitted call; 0 = per backend default
     unroll: int = 0  # lax.scan unroll; 0 = per backend default (full unroll on CPU)
     # "vmap": one batched program (grouped convolutions; fastest on GPU); "map": lax.map over
-    # replicas inside one program (XLA's CPU grouped-conv backward is ~5x slower than one
-    # replica's, measured by benchmarks/throughput.py); "auto": map on CPU, vmap elsewhere.
+    # replicas inside one program; "loop": replicas take turns through one one-replica
+    # program. On CPU, XLA's grouped-conv backward and rolled loops are several times slower
+    # than one replica's program (benchmarks/throughput.py), so "auto" = loop on CPU, else vmap.
     replica_strategy: str = "auto"
     checkpoint_seconds: float = 60.0  # minimum wall time between checkpoints
     eval_batch: int = 1000  # test images per evaluation step
@@ -170,8 +171,8 @@ _preset(
     "demo",
     data=dict(name="synthetic", synthetic_train=2000, synthetic_test=1000, synthetic_size=16),
     model=dict(name="small_cnn", width=16),
-    recipe=dict(epochs=6, batch_size=64, lr_decays=((4, 5e-4),), augment=True),
-    grid=dict(noise_levels=(0.0, 0.2, 0.4), sizes=(500, 1000), repeats=2),
+    recipe=dict(epochs=12, batch_size=64, lr_decays=((8, 5e-4),), augment=True),
+    grid=dict(noise_levels=(0.0, 0.2, 0.4), sizes=(500, 1000, 1500), repeats=2),
 )
 _PAPER_RECIPE = dict(epochs=125, batch_size=64)
 _PAPER_DATA = dict(name="cifar10")

@@ -62,16 +62,17 @@ def compute_dtype(config: RunConfig) -> Any:
 def backend_defaults(config: RunConfig, min_steps_per_epoch: int) -> tuple[int, int, str]:
     """(steps per call, scan unroll, replica strategy) for this backend.
 
-    On CPU XLA's rolled loops are slow, so the few steps of a call are unrolled, and replicas
-    go through ``lax.map`` (the batched grouped-convolution backward is slow there). A call
-    never spans more than two epochs of a replica (see ``make_chunk``).
+    On CPU XLA's rolled loops and batched grouped convolutions are slow, so the few steps of a
+    call are unrolled and replicas take turns through one one-replica program ("loop"; see
+    benchmarks/results/throughput_cpu.json). A call never spans more than two epochs of a
+    replica (see ``make_chunk``).
     """
     cpu = jax.default_backend() == "cpu"
     steps = min(config.exec.steps_per_call or (4 if cpu else 50), min_steps_per_epoch)
     unroll = min(config.exec.unroll or (steps if cpu else 1), steps)
     strategy = config.exec.replica_strategy
     if strategy == "auto":
-        strategy = "map" if cpu else "vmap"
+        strategy = "loop" if cpu else "vmap"
     return steps, unroll, strategy
 
 

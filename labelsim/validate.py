@@ -8,7 +8,7 @@ from pathlib import Path
 from labelsim.config import ConfigError, ReplicaSpec, RunConfig, check_rate
 from labelsim.results import RUN_FILE, RunDirError
 
-KNOWN_STRATEGIES = ("auto", "vmap", "map")
+KNOWN_STRATEGIES = ("auto", "vmap", "map", "loop")
 
 
 def validate_config(config: RunConfig) -> None:

@@ -1,0 +1,155 @@
+"""The batched trainer: a replica trained in a batch equals the same replica trained alone,
+strategies agree, shapes never recompile, and the recipe's pieces do what they say."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from labelsim.config import ExecConfig, ModelConfig, RecipeConfig, ReplicaSpec, RunConfig
+from labelsim.data import make_synthetic
+from labelsim.grid import replica_keys
+from labelsim.models import get_model
+from labelsim.prepare import prepare_replica
+from labelsim.runner import SlotTrainer
+from labelsim.train import epoch_order, l2_penalty, learning_rate
+
+DATA = make_synthetic(256, 64, 8, seed=3)
+
+
+def tiny_config(strategy: str, steps_per_call: int = 2) -> RunConfig:
+    """A model and recipe small enough to compile and run in seconds on a CPU."""
+    return RunConfig(
+        model=ModelConfig(width=4),
+        recipe=RecipeConfig(epochs=3, batch_size=32, lr_decays=((1, 5e-4),)),
+        exec=ExecConfig(steps_per_call=steps_per_call, replica_strategy=strategy, eval_batch=64),
+    )
+
+
+SPECS = [
+    ReplicaSpec(0, "noise", 0, "shuffle", 0.0, 256, "small_cnn"),
+    ReplicaSpec(1, "noise", 1, "shuffle", 0.4, 256, "small_cnn"),
+    ReplicaSpec(2, "volume", 0, "shuffle", 0.0, 128, "small_cnn"),
+]
+
+
+def trained(config: RunConfig, specs: list[ReplicaSpec], calls: int) -> SlotTrainer:
+    """A trainer holding ``specs`` in its slots after ``calls`` chunks."""
+    trainer = SlotTrainer(config, DATA, "small_cnn", len(specs), min_train_size=128)
+    for slot, spec in enumerate(specs):
+        keys = replica_keys(0, spec)
+        prepared = prepare_replica(spec, keys, DATA.y_train, DATA.num_classes)
+        trainer.assign(slot, spec.replica, trainer.replica_data(spec, prepared, keys), trainer.init_one(keys.init))
+    for _ in range(calls):
+        trainer.advance()
+    return trainer
+
+
+@lru_cache(maxsize=None)
+def batched(strategy: str) -> SlotTrainer:
+    """The three SPECS trained together for 3 chunks of 2 steps (crossing an epoch of replica 2)."""
+    return trained(tiny_config(strategy), SPECS, calls=3)
+
+
+def slot_params(trainer: SlotTrainer, slot: int) -> list[np.ndarray]:
+    """The parameters of one slot as numpy arrays."""
+    return [np.asarray(x[slot]) for x in jax.tree.leaves(trainer.states.params)]
+
+
+@pytest.mark.parametrize("index", range(len(SPECS)))
+def test_batched_replica_equals_replica_trained_alone(index: int) -> None:
+    together = batched("vmap")
+    alone = trained(tiny_config("vmap"), [SPECS[index]], calls=3)
+    assert int(together.states.step[index]) == int(alone.states.step[0]) == 6
+    for a, b in zip(slot_params(together, index), slot_params(alone, 0)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_replicas_differ_from_each_other() -> None:
+    together = batched("vmap")
+    first, second = slot_params(together, 0), slot_params(together, 1)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(first, second)) > 1e-3
+
+
+def test_vmap_and_map_strategies_agree() -> None:
+    by_vmap, by_map = batched("vmap"), batched("map")
+    for slot in range(len(SPECS)):
+        for a, b in zip(slot_params(by_vmap, slot), slot_params(by_map, slot)):
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_chunk_length_does_not_change_results() -> None:
+    one_step = trained(tiny_config("vmap", steps_per_call=1), SPECS[:1], calls=6)
+    for a, b in zip(slot_params(one_step, 0), slot_params(batched("vmap"), 0)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_second_call_and_new_replica_do_not_recompile() -> None:
+    trainer = trained(tiny_config("vmap"), SPECS[:2], calls=2)
+    assert trainer.chunk._cache_size() == 1
+    spec = SPECS[2]
+    keys = replica_keys(0, spec)
+    prepared = prepare_replica(spec, keys, DATA.y_train, DATA.num_classes)
+    trainer.assign(1, 2, trainer.replica_data(spec, prepared, keys), trainer.init_one(keys.init))
+    trainer.advance()
+    assert trainer.chunk._cache_size() == 1
+
+
+def test_finished_and_idle_slots_do_not_move() -> None:
+    trainer = trained(tiny_config("vmap"), SPECS[2:], calls=3)  # 128 images: 4 steps per epoch x 3 = 12
+    before = slot_params(trainer, 0)
+    for _ in range(5):
+        trainer.advance()
+    assert int(trainer.states.step[0]) == 12
+    after = slot_params(trainer, 0)
+    for _ in range(2):
+        trainer.advance()
+    assert int(trainer.states.step[0]) == 12
+    for a, b in zip(after, slot_params(trainer, 0)):
+        np.testing.assert_array_equal(a, b)
+    assert any(float(np.abs(a - b).max()) > 0 for a, b in zip(before, after))
+
+
+def test_huge_learning_rate_diverges_only_its_replica() -> None:
+    wild = ReplicaSpec(1, "noise", 1, "shuffle", 0.0, 256, "small_cnn", lr_scale=1e35)
+    trainer = trained(tiny_config("vmap"), [SPECS[0], wild], calls=3)
+    steps, diverged = trainer.progress()
+    assert diverged[1] >= 0 and steps[1] == diverged[1]
+    assert diverged[0] == -1 and steps[0] == 6
+    assert all(np.isfinite(p).all() for p in slot_params(trainer, 0))
+
+
+def test_epoch_order_is_a_permutation_of_the_valid_positions() -> None:
+    trainer = batched("vmap")
+    data = jax.tree.map(lambda x: x[2], trainer.data)  # the 128-image replica
+    order = np.asarray(epoch_order(data, jnp.int32(0)))
+    assert sorted(order[:128].tolist()) == list(range(128))
+    other = np.asarray(epoch_order(data, jnp.int32(1)))
+    assert not np.array_equal(order[:128], other[:128])
+
+
+def test_learning_rate_follows_the_replicas_own_epoch() -> None:
+    recipe = RecipeConfig()  # 1e-3, then 5e-4 from epoch 75, 3e-4 from epoch 100 (0-based)
+    rates = [float(learning_rate(recipe, jnp.int32(e))) for e in (0, 74, 75, 99, 100, 124)]
+    np.testing.assert_allclose(rates, [1e-3, 1e-3, 5e-4, 5e-4, 3e-4, 3e-4])
+
+
+def test_l2_penalty_counts_conv_kernels_only() -> None:
+    params = {
+        "Conv_0": {"kernel": jnp.ones((3, 3, 1, 2)), "bias": jnp.ones((2,))},
+        "Dense_0": {"kernel": jnp.ones((4, 2)), "bias": jnp.ones((2,))},
+    }
+    assert float(l2_penalty(params, 1e-4)) == pytest.approx(1e-4 * 18)
+
+
+def test_study_cnn_has_the_published_parameter_counts() -> None:
+    model = get_model("small_cnn", 10)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))
+    count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))  # noqa: E731
+    assert count(shapes["params"]) == 308_394
+    assert count(shapes["batch_stats"]) == 896
+    assert count(shapes) == 309_290
