@@ -31,3 +31,18 @@ def cifar10n_dir() -> Path:
     if path is None:
         pytest.skip("CIFAR-10N labels not found; set LABELSIM_CIFAR10N_DIR")
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Share compiled programs between tests (and test processes) through JAX's persistent
+    cache: most tests build the same tiny programs, and compiling dominates their time."""
+    import tempfile
+
+    import jax
+
+    cache = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "labelsim-test-jax-cache"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
