@@ -75,6 +75,7 @@ def measure(config: RunConfig, dataset: Dataset, replicas: int, calls: int, sequ
     row: dict[str, Any] = {
         "replicas": replicas,
         "strategy": config.exec.replica_strategy,
+        "conv": config.model.conv,
         "batched_img_s": images / run_s,
         "batched_compile_s": compile_s,
     }
@@ -102,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=32, help="small_cnn first-layer filters")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--dtype", default="auto", help="compute dtype: auto, float32, bfloat16")
+    p.add_argument("--conv", default="xla", help="comma-separated small_cnn conv implementations: xla, patches")
     p.add_argument("--no-sequential", action="store_true", help="skip the one-after-another baseline")
     p.add_argument("--name", default="throughput", help="results file name under benchmarks/results/")
     return p.parse_args(argv)
@@ -112,16 +114,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     dataset = random_dataset(args.images, args.size)
     rows = []
-    for strategy in args.strategies.split(","):
+    for strategy, conv in ((s, c) for s in args.strategies.split(",") for c in args.conv.split(",")):
         for replicas in (int(r) for r in args.replicas.split(",")):
             config = RunConfig(
-                model=ModelConfig(width=args.width),
+                model=ModelConfig(width=args.width, conv=conv),
                 recipe=RecipeConfig(epochs=10_000, batch_size=args.batch_size, compute_dtype=args.dtype),
                 exec=ExecConfig(steps_per_call=args.steps_per_call, replica_strategy=strategy),
             )
             rows.append(measure(config, dataset, replicas, args.calls, not args.no_sequential))
             print_table(rows[-1:], list(rows[-1]))
-    print_table(rows, ["strategy", "replicas", "batched_img_s", "sequential_img_s", "speedup", "batched_compile_s"])
+    print_table(rows, ["strategy", "conv", "replicas", "batched_img_s", "sequential_img_s", "speedup", "batched_compile_s"])
     settings = {k: v for k, v in vars(args).items() if k != "name"}
     print("saved", save_json(args.name, {"settings": settings, "rows": rows}))
 

@@ -21,10 +21,10 @@ from labelsim.train import epoch_order, l2_penalty, learning_rate
 DATA = make_synthetic(256, 64, 8, seed=3)
 
 
-def tiny_config(strategy: str, steps_per_call: int = 2) -> RunConfig:
+def tiny_config(strategy: str, steps_per_call: int = 2, conv: str = "xla") -> RunConfig:
     """A model and recipe small enough to compile and run in seconds on a CPU."""
     return RunConfig(
-        model=ModelConfig(width=4),
+        model=ModelConfig(width=4, conv=conv),
         recipe=RecipeConfig(epochs=3, batch_size=32, lr_decays=((1, 5e-4),)),
         exec=ExecConfig(steps_per_call=steps_per_call, replica_strategy=strategy, eval_batch=64),
     )
@@ -80,6 +80,13 @@ def test_vmap_and_map_strategies_agree() -> None:
     for slot in range(len(SPECS)):
         for a, b in zip(slot_params(by_vmap, slot), slot_params(by_map, slot)):
             np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_patch_convolutions_train_like_xla_convolutions() -> None:
+    by_patches = trained(tiny_config("vmap", conv="patches"), SPECS, calls=3)
+    for slot in range(len(SPECS)):
+        for a, b in zip(slot_params(by_patches, slot), slot_params(batched("vmap"), slot)):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
 def test_chunk_length_does_not_change_results() -> None:

@@ -27,7 +27,7 @@ from labelsim.config import ConfigError
 from labelsim.models.googlenet import GoogLeNet
 from labelsim.models.lenet import LeNet
 from labelsim.models.resnet import ResNet18
-from labelsim.models.small_cnn import SmallCNN
+from labelsim.models.small_cnn import CONV_IMPLS, SmallCNN
 
 
 def _lenet(num_classes: int, width: int, dtype: Any) -> nn.Module:
@@ -73,11 +73,18 @@ def standard_width(name: str) -> int:
 
 
 def get_model(
-    name: str, num_classes: int, width: int | None = None, dtype: Any = jnp.float32
+    name: str, num_classes: int, width: int | None = None, dtype: Any = jnp.float32, conv: str = "xla"
 ) -> nn.Module:
-    """Build a registered model by name; ``width`` None or <= 0 means the standard width."""
+    """Build a registered model by name; ``width`` None or <= 0 means the standard width;
+    ``conv`` (small_cnn only) picks how convolutions are computed, with the same results."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+    if conv not in CONV_IMPLS:
+        raise ConfigError(f"unknown conv {conv!r}; choose one of: {', '.join(CONV_IMPLS)}")
+    if conv != "xla" and name != "small_cnn":
+        raise ConfigError(f"conv {conv!r} is implemented for small_cnn only; use conv 'xla' for {name}")
     if width is None or width <= 0:
         width = standard_width(name)
+    if name == "small_cnn":
+        return SmallCNN(num_classes, width, dtype, conv)
     return MODELS[name](num_classes, width, dtype)
