@@ -53,6 +53,25 @@ def gpu_section() -> list[str]:
     return lines
 
 
+def conv_section() -> list[str]:
+    """The two small_cnn convolution implementations, batched on the GPU."""
+    result, torch_run = load("throughput_gpu_conv"), load("torch_baseline")
+    if not result:
+        return ["(no convolution comparison saved)"]
+    torch_rate = max(r["images_per_second"] for r in torch_run["results"]) if torch_run else float("nan")
+    lines = [
+        f"Convolution implementations ({device_name(result)}, {result['date'][:10]}; `--conv`):",
+        "",
+        "| conv | replicas | replica-images/s | vs PyTorch one model |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['conv']} | {row['replicas']} | {row['batched_img_s']:,.0f} | {row['batched_img_s'] / torch_rate:.1f}x |"
+        )
+    return lines
+
+
 def cpu_section() -> list[str]:
     """Batched vs sequential on this machine's CPUs."""
     result = load("throughput_cpu")
@@ -74,7 +93,7 @@ def cpu_section() -> list[str]:
 
 def main() -> None:
     """Print every section."""
-    for section in (gpu_section(), cpu_section()):
+    for section in (gpu_section(), conv_section(), cpu_section()):
         print("\n".join(section))
         print()
 

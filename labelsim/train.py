@@ -227,14 +227,20 @@ def _python_loop(one_replica: Callable) -> Callable:
     put = jax.jit(lambda tree, i, one: jax.tree.map(lambda x, o: x.at[i].set(o), tree, one), donate_argnums=0)
 
     def looped(states: TrainState, data: ReplicaData, images: jnp.ndarray) -> tuple[TrainState, jnp.ndarray]:
+        # Only replicas with steps left run: idle, finished and diverged slots cost nothing.
+        busy = (np.asarray(states.step) < np.asarray(data.total_steps)) & (np.asarray(states.diverged_step) < 0)
         losses = []
-        for i in range(data.total_steps.shape[0]):
+        for i, run in enumerate(busy.tolist()):
+            if not run:
+                losses.append(None)
+                continue
             index = jnp.int32(i)
             state, loss = one_replica(take(states, index), take(data, index), images)
             states = put(states, index, state)
             losses.append(loss)
-        return states, jnp.stack(losses)
-
+        steps = next((loss.shape[0] for loss in losses if loss is not None), 1)
+        idle = jnp.full((steps,), jnp.nan, jnp.float32)
+        return states, jnp.stack([idle if loss is None else loss for loss in losses])
     return looped
 
 

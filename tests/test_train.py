@@ -75,8 +75,9 @@ def test_replicas_differ_from_each_other() -> None:
     assert max(float(np.abs(a - b).max()) for a, b in zip(first, second)) > 1e-3
 
 
-def test_vmap_and_map_strategies_agree() -> None:
-    by_vmap, by_map = batched("vmap"), batched("map")
+@pytest.mark.parametrize("strategy", ["map", "loop"])
+def test_replica_strategies_agree_with_vmap(strategy: str) -> None:
+    by_vmap, by_map = batched("vmap"), batched(strategy)
     for slot in range(len(SPECS)):
         for a, b in zip(slot_params(by_vmap, slot), slot_params(by_map, slot)):
             np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
