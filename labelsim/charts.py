@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from labelsim.analysis.derived import BELOW, BEYOND, WITHIN
+
 if TYPE_CHECKING:
     import altair as alt
 
@@ -139,8 +141,10 @@ def pair_confusions(
     Rows need: pair, ``x_field``, rate and error-bar ends lo, hi."""
     alt = _alt()
     log = x_field == "train_size"
+    levels = sorted({r[x_field] for r in rows if r.get(x_field) is not None})
     x = alt.X(f"{x_field}:Q", scale=_log_scale() if log else alt.Scale(zero=True, padding=8),
-              title="training-set size" if log else "label-noise rate")
+              title="training-set size" if log else "label-noise rate",
+              axis=alt.Axis() if log else alt.Axis(values=levels, format=".0%"))
     color = alt.Color("pair:N", title="true -> predicted")
     base = alt.Chart(_data(rows), title=title)
     lines = base.mark_line(point=True).encode(
@@ -172,9 +176,10 @@ def ranking_bump(rows: list[dict], title: str = "Class ranking across conditions
 def sensitivity_scatter(
     rows: list[dict], title: str = "Per-class sensitivity: label noise vs volume"
 ) -> alt.Chart:
-    """Noise slope against volume need, each with its interval as error bars, labelled.
+    """Noise slope against volume need, each with its interval as error bars, labelled; the
+    marker says whether the need lies within, below or beyond the measured sizes.
 
-    Rows need: class, slope, slope_lo, slope_hi, need, need_lo, need_hi."""
+    Rows need: class, slope, slope_lo, slope_hi, need, need_lo, need_hi, need_where."""
     alt = _alt()
     rows = [r for r in rows if r.get("slope") is not None and r.get("need") is not None]
     x = alt.X("slope:Q", title="accuracy lost per unit noise rate")
@@ -186,10 +191,12 @@ def sensitivity_scatter(
     base = alt.Chart(_data(rows), title=title)
     xbars = base.mark_rule(opacity=0.5).encode(x="slope_lo:Q", x2="slope_hi:Q", y=y)
     ybars = base.mark_rule(opacity=0.5).encode(x=x, y="need_lo:Q", y2="need_hi:Q")
-    dots = base.mark_point(filled=True, size=60).encode(
-        x=x, y=y, color=alt.Color("class:N", legend=None),
+    shape = alt.Shape("need_where:N", title="volume need", scale=alt.Scale(
+        domain=[WITHIN, BELOW, BEYOND], range=["circle", "triangle-down", "triangle-up"]))
+    dots = base.mark_point(filled=True, size=70).encode(
+        x=x, y=y, color=alt.Color("class:N", legend=None), shape=shape,
         tooltip=["class:N", alt.Tooltip("slope:Q", format=".3f"),
-                 alt.Tooltip("need:Q", format=".0f")])
+                 alt.Tooltip("need:Q", format=".0f"), "need_where:N"])
     labels = base.mark_text(align="left", dx=6, dy=-6).encode(x=x, y=y, text="class:N")
     return (xbars + ybars + dots + labels).properties(width=420, height=320)
 
@@ -200,6 +207,172 @@ def _decade_ticks(top: float) -> list[float]:
     while ticks[-1] < top and len(ticks) < 12:
         ticks.append(ticks[-1] * 10)
     return ticks
+
+
+def slope_comparison(
+    rows: list[dict], title: str = "Noise slope per class, by noise model"
+) -> alt.FacetChart:
+    """Per-class noise slope with its 95% interval, one colour per noise model, one column per
+    model. Rows need: model, noise_model, class, slope, slope_lo, slope_hi."""
+    alt = _alt()
+    rows = [r for r in rows if r.get("slope") is not None]
+    classes = list(dict.fromkeys(r["class"] for r in rows))
+    x = alt.X("class:N", sort=classes, title=None, axis=alt.Axis(labelAngle=-40))
+    offset = alt.XOffset("noise_model:N", sort=None)
+    color = alt.Color("noise_model:N", sort=None, title="noise model")
+    bars = alt.Chart().mark_rule(strokeWidth=1.5).encode(
+        x=x, xOffset=offset, y=alt.Y("slope_lo:Q", title="accuracy lost per unit realized noise"),
+        y2="slope_hi:Q", color=color)
+    dots = alt.Chart().mark_point(filled=True, size=40).encode(
+        x=x, xOffset=offset, y="slope:Q", color=color,
+        tooltip=["model:N", "noise_model:N", "class:N", alt.Tooltip("slope:Q", format=".3f"),
+                 alt.Tooltip("slope_lo:Q", format=".3f"), alt.Tooltip("slope_hi:Q", format=".3f"),
+                 alt.Tooltip("realized_max:Q", format=".1%", title="realized up to")])
+    zero = alt.Chart().mark_rule(color="#999", strokeDash=[3, 3]).encode(y=alt.datum(0))
+    layered = alt.layer(zero, bars, dots, data=_data(rows)).properties(
+        width=max(34 * len(classes), 240), height=260)
+    return layered.facet(column=alt.Column("model:N", sort=None, title="model"), title=title)
+
+
+def human_vs_synthetic(
+    rows: list[dict], title: str = "Human vs synthetic noise, per class"
+) -> alt.FacetChart:
+    """Each class's slope under human noise (y) against a synthetic noise model (x), with
+    intervals both ways and the line y = x; one panel per (model, human, synthetic).
+
+    Rows need: model, human, synthetic, class, human_slope/_lo/_hi, synthetic_slope/_lo/_hi."""
+    alt = _alt()
+    rows = [r | {"panel": f"{r['model']}: {r['human']} vs {r['synthetic']}"}
+            for r in rows if r["class"] != "overall"]
+    top = max((v for r in clean_rows(rows) for v in (r.get("human_hi"), r.get("synthetic_hi"),
+                                                      r.get("human_slope"))
+               if v is not None), default=1.0)
+    lo = min((v for r in clean_rows(rows) for v in (r.get("human_lo"), r.get("synthetic_lo"))
+              if v is not None), default=0.0)
+    scale = alt.Scale(domain=[min(lo, 0.0), top * 1.05], nice=False)
+    x = alt.X("synthetic_slope:Q", scale=scale, title="slope under synthetic noise")
+    y = alt.Y("human_slope:Q", scale=scale, title="slope under human noise")
+    low = min(lo, 0.0)
+    diagonal = alt.Chart().mark_rule(color="#999", strokeDash=[4, 4]).encode(
+        x=alt.datum(low), y=alt.datum(low), x2=alt.datum(top * 1.05), y2=alt.datum(top * 1.05))
+    xbars = alt.Chart().mark_rule(opacity=0.5).encode(x="synthetic_lo:Q", x2="synthetic_hi:Q", y=y)
+    ybars = alt.Chart().mark_rule(opacity=0.5).encode(x=x, y="human_lo:Q", y2="human_hi:Q")
+    dots = alt.Chart().mark_point(filled=True, size=50).encode(
+        x=x, y=y, color=alt.Color("verdict:N", title="synthetic noise", scale=_verdict_scale(rows)),
+        tooltip=["class:N", alt.Tooltip("human_slope:Q", format=".3f"),
+                 alt.Tooltip("synthetic_slope:Q", format=".3f"),
+                 alt.Tooltip("diff:Q", format="+.3f"), "verdict:N"])
+    labels = alt.Chart().mark_text(align="left", dx=6, dy=-6, fontSize=10).encode(
+        x=x, y=y, text="class:N")
+    layered = alt.layer(diagonal, xbars, ybars, dots, labels, data=_data(rows)).properties(
+        width=300, height=300)
+    return layered.facet(facet=alt.Facet("panel:N", sort=None, title=None), columns=3,
+                         title=title)
+
+
+_VERDICT_COLOURS = {"consistent": "#4c78a8", "synthetic under-predicts": "#e45756",
+                    "synthetic over-predicts": "#54a24b", "-": "#999999"}
+
+
+def _verdict_scale(rows: list[dict]) -> alt.Scale:
+    """Fixed colours for the verdicts present (so a colour means the same in every report)."""
+    present = [v for v in _VERDICT_COLOURS if any(r.get("verdict") == v for r in rows)]
+    return _alt().Scale(domain=present, range=[_VERDICT_COLOURS[v] for v in present])
+
+
+def transition_heatmaps(
+    rows: list[dict], title: str = "Realized label transitions (row = true class)"
+) -> alt.FacetChart:
+    """One heatmap per noise model of the share of each true class's training labels given
+    each label; diagonal cells grey so the off-diagonal structure keeps the colour scale (one
+    scale per noise model: the structure matters here, the amounts are in the tables).
+
+    Rows need: noise_model, true, given, share, diagonal."""
+    alt = _alt()
+    classes = list(dict.fromkeys(r["true"] for r in rows))
+    x = alt.X("given:N", sort=classes, title="label given")
+    y = alt.Y("true:N", sort=classes, title="true class")
+    off = alt.datum.diagonal == False  # noqa: E712 (a Vega expression, not Python)
+    cells = alt.Chart().mark_rect().encode(
+        x=x, y=y, color=alt.Color("share:Q", title="share of class",
+                                  scale=alt.Scale(scheme="oranges"),
+                                  legend=alt.Legend(format=".1%")),
+        tooltip=["noise_model:N", "true:N", "given:N", alt.Tooltip("share:Q", format=".2%"),
+                 "count:Q"]).transform_filter(off)
+    diag = alt.Chart().mark_rect(color="#e8e8e8").encode(
+        x=x, y=y, tooltip=["true:N", alt.Tooltip("share:Q", format=".1%", title="kept")]
+    ).transform_filter(alt.datum.diagonal == True)  # noqa: E712
+    text = alt.Chart().mark_text(fontSize=7).encode(
+        x=x, y=y, text=alt.Text("share:Q", format=".0%")).transform_filter(
+        alt.datum.share >= 0.005)
+    models = list(dict.fromkeys(r["noise_model"] for r in rows))
+    layered = alt.layer(cells, diag, text, data=_data(rows)).properties(width=230, height=230)
+    return layered.facet(facet=alt.Facet("noise_model:N", sort=models, title=None), columns=3,
+                         title=title).resolve_scale(color="independent")
+
+
+def reference_dots(
+    rows: list[dict], title: str = "Per-class accuracy: this run vs the reference study"
+) -> alt.FacetChart:
+    """Dot plot per condition: each class's accuracy x1000 in the run and in the study.
+
+    Rows need: condition, class, source ('run' or 'study'), accuracy_x1000."""
+    alt = _alt()
+    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    classes = list(dict.fromkeys(r["class"] for r in rows))
+    y = alt.Y("class:N", sort=classes, title=None)
+    x = alt.X("accuracy_x1000:Q", title="accuracy x1000", scale=alt.Scale(zero=False))
+    link = alt.Chart().mark_rule(color="#bbb").encode(
+        y=y, x="min(accuracy_x1000):Q", x2="max(accuracy_x1000):Q")
+    dots = alt.Chart().mark_point(filled=True, size=60).encode(
+        y=y, x=x, color=alt.Color("source:N", title="source", sort=["run", "study"]),
+        shape=alt.Shape("source:N", sort=["run", "study"], legend=None),
+        tooltip=["condition:N", "class:N", "source:N", "accuracy_x1000:Q"])
+    layered = alt.layer(link, dots, data=_data(rows)).properties(width=220, height=220)
+    return layered.facet(column=alt.Column("condition:N", sort=conditions, title=None),
+                         title=title)
+
+
+def budget_curves(
+    rows: list[dict], budget: float, measure: str = "predicted accuracy", *,
+    x_field: str = "budget", markers: list[dict] | None = None, target: float | None = None,
+) -> alt.LayerChart:
+    """Predicted accuracy against money per strategy (lines), the chosen budget as a dashed
+    rule; optionally each strategy's plan at that budget (labelled points) and the target.
+
+    Rows need: strategy, budget, cost, accuracy; markers: strategy, cost, accuracy."""
+    alt = _alt()
+    title = "labeling cost (spent)" if x_field == "cost" else "budget"
+    x = alt.X(f"{x_field}:Q", title=title, axis=alt.Axis(format="$,.0f"))
+    y = alt.Y("accuracy:Q", title=measure, scale=alt.Scale(zero=False),
+              axis=alt.Axis(format="%"))
+    color = alt.Color("strategy:N", title="strategy")
+    lines = alt.Chart(_data(rows)).mark_line(point=True).encode(
+        x=x, y=y, color=color,
+        tooltip=["strategy:N", alt.Tooltip("budget:Q", format="$,.2f"),
+                 alt.Tooltip("cost:Q", format="$,.2f"), alt.Tooltip("accuracy:Q", format=".2%")])
+    rule = alt.Chart(_data([{x_field: budget, "label": f"budget ${budget:,.0f}"}])).mark_rule(
+        strokeDash=[4, 4], color="black").encode(x=f"{x_field}:Q", tooltip=["label:N"])
+    layers = [lines, rule]
+    if markers:
+        layers += _budget_markers(markers, x_field, y, color)
+    if target is not None:
+        layers.append(alt.Chart(_data([{"accuracy": target}])).mark_rule(
+            color="#888", strokeDash=[2, 2]).encode(y="accuracy:Q"))
+    heading = f"{measure} vs labeling {'cost' if x_field == 'cost' else 'budget'}"
+    return alt.layer(*layers).properties(title=heading, width=560, height=340)
+
+
+def _budget_markers(markers: list[dict], x_field: str, y: alt.Y, color: alt.Color) -> list:
+    alt = _alt()
+    x = alt.X(f"{x_field}:Q")
+    base = alt.Chart(_data(markers))
+    dots = base.mark_point(size=140, shape="diamond", filled=True, stroke="black").encode(
+        x=x, y=y, color=color,
+        tooltip=["strategy:N", alt.Tooltip("cost:Q", format="$,.2f"),
+                 alt.Tooltip("accuracy:Q", format=".2%")])
+    text = base.mark_text(align="left", dx=9, fontSize=10).encode(x=x, y=y, text="label:N")
+    return [dots, text]
 
 
 def chart_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:

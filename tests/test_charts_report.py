@@ -176,3 +176,87 @@ def test_analysis_imports_neither_plotting_nor_training_code() -> None:
             "print(sorted(m for m in ('altair', 'vl_convert', 'jax', 'flax') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- budget, side by side, reference
+
+
+def _budget_args(argv: list[str]) -> argparse.Namespace:
+    from labelsim.commands import budget
+
+    return _args(budget, argv)
+
+
+@pytest.fixture(scope="module")
+def saved_budget(run_dir: Path, tmp_path_factory) -> Path:
+    from labelsim.commands import budget
+
+    path = tmp_path_factory.mktemp("budget") / "budget.json"
+    argv = [str(run_dir), "--budget", "60", "--tier", "crowd:0.04:0.20", "--tier",
+            "expert:0.15:0.02", "--target", "0.85", "--points", "6", "--save", str(path)]
+    assert budget.run(_budget_args(argv)) == 0
+    return path
+
+
+def test_budget_command_saves_its_answer(run_dir: Path, saved_budget: Path, tmp_path: Path,
+                                         capsys) -> None:
+    from labelsim.commands import budget
+
+    data = json.loads(saved_budget.read_text())
+    assert data["budget"] == 60 and data["measure"] == "mean per-class accuracy"
+    assert data["strategies"][-1]["strategy"] == "optimized" and data["curves"]
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    argv = [str(run_dir), "--budget", "60", "--tier", "crowd:0.04:0.20", "--points", "3",
+            "--save", str(blocker / "budget.json")]
+    capsys.readouterr()
+    code = budget.run(_budget_args(argv))
+    out = capsys.readouterr().out
+    assert code == 0 and "not saved for the report" in out and "--save FILE" in out
+    assert not (run_dir / "analysis" / "budget.json").exists()  # --save replaced the default
+
+
+def test_report_shows_a_saved_budget_with_its_chart(analysis: Analysis, saved_budget: Path,
+                                                     tmp_path: Path) -> None:
+    path = build_report(analysis.run.path, out=tmp_path / "r.html", analysis=analysis,
+                        budget_file=saved_budget)
+    page = path.read_text(encoding="utf-8")
+    assert "<h2>Labeling budget</h2>" in page and "Optimized plan" in page
+    assert "Strategies at the same budget" in page and "cost to reach target" in page
+    specs = json.loads(re.search(r"id='labelsim-specs'>(.*?)</script>", page, re.S).group(1))
+    spec = specs["budget_curves"]
+    marks = [layer["mark"]["type"] for layer in spec["layer"]]
+    assert marks == ["line", "rule", "point", "text", "rule"]  # curves, budget, plans, target
+    assert spec["layer"][1]["data"]["values"][0]["cost"] == 60
+    assert spec["layer"][0]["encoding"]["x"]["field"] == "cost"
+    assert page.count("window.vegaEmbed=") == 1
+
+
+def test_report_explains_a_budget_for_another_run(analysis: Analysis, tmp_path: Path) -> None:
+    other = tmp_path / "budget.json"
+    other.write_text(json.dumps({"budget": 1, "tiers": [], "classes": ["a", "b"], "plan": {},
+                                 "strategies": [], "curves": []}))
+    page = build_report(analysis.run.path, out=tmp_path / "r.html", analysis=analysis,
+                        budget_file=other).read_text(encoding="utf-8")
+    assert "Budget answer not shown" in page and "rerun the budget command" in page
+
+
+def test_report_compares_models_noise_models_and_the_reference(tmp_path: Path) -> None:
+    path = tmp_path / "run"
+    write_fake_run(path, noise_levels=(0.0, 0.3), sizes=(5000, 50000), full_size=50000,
+                   dataset="cifar10", noise_models=("shuffle", "human-aggre"),
+                   models=("small_cnn", "lenet"))
+    page = build_report(path, n_boot=20).read_text(encoding="utf-8")
+    for title in ("Models and noise models", "Human vs synthetic noise", "Reference study"):
+        assert f"<h2>{title}</h2>" in page
+    assert "realized" in page and "Data Day Austin, 2020-01-25" in page
+    specs = json.loads(re.search(r"id='labelsim-specs'>(.*?)</script>", page, re.S).group(1))
+    assert {"compare_slopes", "transitions", "human_vs_synthetic", "reference",
+            "reference_1"} <= set(specs)
+    slopes = specs["compare_slopes"]
+    assert slopes["facet"]["column"]["field"] == "model"
+    assert slopes["spec"]["layer"][2]["encoding"]["xOffset"]["field"] == "noise_model"
+    assert slopes["spec"]["layer"][2]["encoding"]["color"]["field"] == "noise_model"
+    assert specs["transitions"]["facet"]["field"] == "noise_model"
+    divs = re.findall(r"<div id='([a-z0-9_]+)'></div>", page)
+    assert sorted(divs) == sorted(specs)

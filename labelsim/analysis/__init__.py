@@ -1,7 +1,10 @@
 """Analysis of a run directory: per-class metrics and curve fits with intervals (numpy/scipy).
 
 ``analyze_run`` gathers everything the ``analyze`` and ``report`` commands show; the pieces
-live in ``runs`` (reading), ``metrics`` (counts -> rates) and ``fits`` (curves).
+live in ``runs`` (reading), ``metrics`` (counts -> rates), ``fits`` (curves), ``derived``
+(sizes needed, impact, sensitivity), ``compare`` (every model x noise model on the realized
+noise axis, human vs synthetic noise), ``reference`` (the reference study beside CIFAR-10 runs)
+and ``saved_budget`` (a budget answer saved for the report); ``budget`` plans labeling budgets.
 """
 
 from __future__ import annotations
@@ -10,6 +13,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from labelsim.analysis.derived import (
+    fraction_of_full,
+    measured_range,
+    impact_index,
+    impact_losses,
+    sensitivity,
+    size_needed,
+)
 from labelsim.analysis.fits import (
     FitError,
     JointFit,
@@ -17,12 +28,7 @@ from labelsim.analysis.fits import (
     RunFits,
     VolumeFit,
     fit_run,
-    impact_index,
-    fraction_of_full,
-    impact_losses,
     pick_model,
-    sensitivity,
-    size_needed,
 )
 from labelsim.analysis.metrics import (
     PointMetrics,
@@ -37,13 +43,18 @@ from labelsim.analysis.metrics import (
     top_pairs,
     x1000,
 )
+from labelsim.analysis.compare import Comparison, compare_run
+from labelsim.analysis.reference import ReferenceComparison, compare_models
 from labelsim.analysis.runs import Replica, Run, RunDirError, load_run
+from labelsim.analysis.text import fmt_ci, fmt_num
 
 __all__ = [
     "Analysis",
+    "Comparison",
     "FitError",
     "JointFit",
     "NoiseFit",
+    "ReferenceComparison",
     "Replica",
     "Run",
     "RunDirError",
@@ -54,6 +65,7 @@ __all__ = [
     "impact_index",
     "load_run",
     "sensitivity",
+    "size_cell",
     "size_needed",
     "summary_rows",
     "summary_table",
@@ -74,6 +86,8 @@ class Analysis:
     size_points: list[PointMetrics]  # clean, rising size
     fits: RunFits
     sensitivity: dict
+    comparison: Comparison | None = None  # every (model, noise model), realized-noise axis
+    reference: tuple[ReferenceComparison, ...] = ()  # CIFAR-10 runs: the study beside the run
 
 
 def analyze_run(
@@ -94,6 +108,8 @@ def analyze_run(
         noise_points=noise_axis(points, run, model, noise_model),
         size_points=size_axis(points, model),
         fits=fits, sensitivity=sensitivity(fits),
+        comparison=compare_run(run, points, n_boot=n_boot, seed=seed),
+        reference=tuple(compare_models(run, points)),
     )
 
 
@@ -121,27 +137,13 @@ def summary_rows(an: Analysis, fraction: float = 0.95) -> list[dict]:
         per_total = 1.0 / an.run.class_shares[k]  # per-class count -> total training size
         if vf is not None:
             need = size_needed(vf, an.fits.samples["volume"][cls], fraction, of="full")
+            row["smallest_size"] = vf.n_range[0] * per_total
             row |= {"asymptote": vf.a, "asymptote_lo": vf.a_ci[0], "asymptote_hi": vf.a_ci[1],
                     "volume_form": vf.form, f"size_{fraction:g}": need[0] * per_total,
                     f"size_{fraction:g}_lo": need[1] * per_total,
                     f"size_{fraction:g}_hi": need[2] * per_total}
         rows.append(row)
     return rows
-
-
-def fmt_num(value: object, fmt: str = ".3f") -> str:
-    """A number for people: '-' for missing/NaN, 'never' for infinity."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, float) and math.isinf(value):
-        return "never"
-    text = format(value, fmt)
-    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
-
-
-def fmt_ci(lo: object, hi: object, fmt: str = ".3f") -> str:
-    """An interval as '[lo, hi]'."""
-    return f"[{fmt_num(lo, fmt)}, {fmt_num(hi, fmt)}]"
 
 
 def summary_table(an: Analysis, fraction: float = 0.95) -> tuple[list[str], list[list[str]]]:
@@ -159,13 +161,31 @@ def summary_table(an: Analysis, fraction: float = 0.95) -> tuple[list[str], list
     for r in rows:
         table.append([
             r["class"],
-            f"{fmt_num(r.get('baseline_x1000'), 'd')} ±{fmt_num(r.get('baseline_std_x1000'), 'd')}",
+            f"{fmt_num(r.get('baseline_x1000'), 'd')} "
+            f"±{fmt_num(r.get('baseline_std_x1000'), 'd')}",
             fmt_num(r.get(noise_key), "d"), fmt_num(r.get(size_key), "d"),
             _with_ci(r, "noise_slope", ".3f"), fmt_num(r.get("r2"), ".2f"),
             ("ok" if r["linear_ok"] else "POOR") if "linear_ok" in r else "-",
-            _with_ci(r, "asymptote", ".3f"), _with_ci(r, need, ".0f"),
+            _with_ci(r, "asymptote", ".3f"), size_cell(r, need, r.get("smallest_size", 0.0)),
         ])
     return headers, table
+
+
+def size_cell(row: dict, key: str, smallest: float) -> str:
+    """A needed size with its interval; values below the smallest measured size (the curve is
+    already past the target there) show as '<SMALLEST' rather than an extrapolated number."""
+    if key not in row:
+        return "-"
+    value, lo, hi = row[key], row[f"{key}_lo"], row[f"{key}_hi"]
+
+    def cell(v: float) -> str:
+        return f"<{smallest:.0f}" if v < smallest - 0.5 else fmt_num(v, ".0f")
+
+    if math.isfinite(hi) and hi < smallest - 0.5:
+        return f"<{smallest:.0f} (below smallest size)"
+    if math.isnan(lo) or math.isnan(hi):
+        return cell(value)
+    return f"{cell(value)} [{cell(lo)}, {cell(hi)}]"
 
 
 def _with_ci(row: dict, key: str, fmt: str) -> str:
@@ -223,7 +243,11 @@ def size_need_table(an: Analysis, fractions: tuple[float, ...] = (0.9, 0.95)) ->
                 n, lo, hi = size_needed(fit, samples, q, of=of)
                 rows.append({"class": cls, "fraction": q, "of": of, "per_class": n,
                              "per_class_lo": lo, "per_class_hi": hi, "total": n * per_total,
-                             "total_lo": lo * per_total, "total_hi": hi * per_total})
+                             "total_lo": lo * per_total, "total_hi": hi * per_total,
+                             "where": measured_range(n, fit.n_range),
+                             "smallest_per_class": fit.n_range[0],
+                             "smallest_total": fit.n_range[0] * per_total,
+                             "largest_total": fit.n_range[1] * per_total})
     return rows
 
 

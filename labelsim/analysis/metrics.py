@@ -141,7 +141,7 @@ def point_metrics(run: Run, point: GridPoint, replicas: Iterable[int]) -> PointM
     idx = tuple(sorted(replicas))
     counts = run.counts[list(idx)]
     rates = one_vs_rest(counts)
-    realized = [run.replicas[i].realized_noise for i in idx]
+    realized = [v for i in idx if math.isfinite(v := run.replicas[i].realized_noise)]
     return PointMetrics(
         point=point,
         replicas=idx,
@@ -149,7 +149,7 @@ def point_metrics(run: Run, point: GridPoint, replicas: Iterable[int]) -> PointM
         accuracy=spread(rates["tpr"]),
         overall=spread(overall_accuracy(counts)),
         rates={name: spread(rates[name]) for name in RATE_NAMES},
-        realized_noise=float(np.nanmean(realized)) if realized else math.nan,
+        realized_noise=float(np.mean(realized)) if realized else math.nan,
     )
 
 

@@ -24,6 +24,7 @@ from labelsim.analysis import (
     summary_rows,
     summary_table,
 )
+from labelsim.analysis import compare, reference
 from labelsim.analysis import fmt_ci, fmt_num
 from labelsim.analysis.fits import JointFit, NoiseFit, VolumeFit, fits_to_json, json_ready
 from labelsim.analysis.metrics import (
@@ -90,6 +91,31 @@ def table_files(an: Analysis) -> dict[str, list[dict]]:
         "fits_joint.csv": _fit_rows(fits.joint or {}, fits.overall_joint),
         "label_noise.csv": label_noise_rows(an.run, an.points),
         "excluded.csv": excluded_rows(an),
+    } | comparison_files(an) | reference_files(an)
+
+
+def comparison_files(an: Analysis) -> dict[str, list[dict]]:
+    """The side-by-side tables (every model and noise model, realized-noise axis)."""
+    comp = an.comparison
+    if comp is None:
+        return {}
+    return {
+        "compare_slopes.csv": compare.slope_rows(comp),
+        "compare_realized.csv": compare.realized_rows(comp),
+        "human_vs_synthetic.csv": compare.human_vs_synthetic_rows(comp),
+        "human_agreement.csv": compare.agreement_rows(comp),
+        "transitions.csv": compare.transition_rows(comp),
+    }
+
+
+def reference_files(an: Analysis) -> dict[str, list[dict]]:
+    """The reference study beside the run (CIFAR-10 runs only)."""
+    if not an.reference:
+        return {}
+    return {
+        "reference.csv": [r for ref in an.reference for r in reference.reference_rows(an.run, ref)],
+        "reference_agreement.csv": [r for ref in an.reference
+                                    for r in reference.agreement_rows(an.run, ref)],
     }
 
 
@@ -178,6 +204,9 @@ def render(an: Analysis) -> str:
         _render_sensitivity(an),
         _render_ranking(an),
         _render_asymmetry(an),
+        render_comparison(an),
+        render_human(an),
+        render_reference(an),
     ]
     return "\n\n".join(p for p in parts if p)
 
@@ -191,6 +220,11 @@ def _render_header(an: Analysis) -> str:
         f"model {an.model}, noise model {an.noise_model}; accuracy x1000 (mean over repeats, "
         "std); intervals are 95% (bootstrap over repeats for fits)",
     ]
+    comp = an.comparison
+    if comp is not None and comp.side_by_side:
+        lines.append(f"  the run has {len(comp.combos)} model x noise model combinations "
+                     f"(models {', '.join(comp.models)}; noise models "
+                     f"{', '.join(comp.noise_models)}): side by side after the tables below")
     fewest = min((pm.accuracy.n for pm in an.points), default=0)
     if fewest < 2:
         lines.append("  note: some grid points have a single finished repeat: no spread or "
@@ -205,8 +239,8 @@ def _render_header(an: Analysis) -> str:
 
 def _render_classes(an: Analysis) -> str:
     headers, table = summary_table(an)
-    note = ("Per class (noise slope: accuracy lost per unit noise rate; size to 95%: total "
-            "training size reaching 95% of full-data accuracy, from the volume fit)")
+    note = ("Per class (noise slope: accuracy lost per unit of requested noise rate; size to "
+            "95%: total training size reaching 95% of full-data accuracy, from the volume fit)")
     return note + "\n" + format_table(headers, table)
 
 
@@ -261,17 +295,22 @@ def _render_sensitivity(an: Analysis) -> str:
     lines = []
     if s["noise_order"]:
         lines.append(f"  by noise slope (steepest first): {', '.join(s['noise_order'])}")
-        lines.append(f"  most noise-sensitive: {_tie_text(s['most_noise_sensitive'])}")
+        lines.append(f"  most noise-sensitive: {_tie_text(s, 'noise')}")
     if s["volume_order"]:
         lines.append(f"  by volume need (size to {s['fraction']:.0%} of asymptote, largest "
                      f"first): {', '.join(s['volume_order'])}")
-        lines.append(f"  most volume-hungry: {_tie_text(s['most_volume_sensitive'])}")
+        lines.append(f"  most volume-hungry: {_tie_text(s, 'volume')}")
     return "Sensitivity\n" + "\n".join(lines) if lines else ""
 
 
-def _tie_text(classes: list[str]) -> str:
+def _tie_text(sens: dict, kind: str) -> str:
+    """The most sensitive class and its ties, or that none stands out when all tie."""
+    key = "most_noise_sensitive" if kind == "noise" else "most_volume_sensitive"
+    classes, total = sens[key], len(sens[f"{kind}_order"])
     if len(classes) <= 1:
         return classes[0] if classes else "-"
+    if len(classes) == total:
+        return f"no class stands out: every interval overlaps {classes[0]}'s (the top one)"
     return f"{classes[0]} (tied within intervals with {', '.join(classes[1:])})"
 
 
@@ -312,3 +351,62 @@ def _render_asymmetry(an: Analysis, k: int = 6) -> str:
     headers = ["pair i->j", "rate", "j->i rate", "difference [CI]", "ratio", "log ratio [CI]"]
     return ("Most asymmetric confusions at baseline (rate = count / true-class total)\n"
             + format_table(headers, table))
+
+
+def render_comparison(an: Analysis) -> str:
+    """Noise slopes side by side for every model and noise model (realized-noise axis)."""
+    comp = an.comparison
+    if comp is None or not comp.side_by_side:
+        return ""
+    lines = [
+        "Noise sensitivity by model and noise model: accuracy lost per unit of REALIZED noise "
+        "(share of training labels actually changed, replicas.csv realized_noise), so noise "
+        "models are compared at the same amount of wrong labels; baseline x1000 (clean, full "
+        "data)",
+        format_table(*compare.slope_table(comp)),
+        "  realized vs requested noise rate:",
+        *(f"    {line}" for line in compare.realized_summary(comp)),
+    ]
+    if comp.transitions:
+        lines.append("  most frequent realized label changes (share of the true class's labels):")
+        lines += [f"    {line}" for line in compare.top_transitions(comp)]
+    return "\n".join(lines)
+
+
+def render_human(an: Analysis) -> str:
+    """Per class: does each synthetic noise model predict what human annotators do?"""
+    comp = an.comparison
+    if comp is None or not compare.human_pairs(comp):
+        return ""
+    parts = []
+    for model in comp.models:
+        for human in comp.human_models:
+            headers, table = compare.human_table(comp, model, human)
+            if table:
+                parts.append(f"Does synthetic noise predict what real annotators do? Model "
+                             f"{model}, {human}: slope per unit realized noise; difference = "
+                             "human - synthetic with its 95% interval\n"
+                             + format_table(headers, table))
+    summary = [f"  {compare.agreement_text(r)}" for r in compare.agreement_rows(comp)]
+    return "\n\n".join(parts) + "\n" + "\n".join(summary) + f"\n  {compare.VERDICT_LEGEND}"
+
+
+def render_reference(an: Analysis) -> str:
+    """The reference study's per-class figures beside the run's (CIFAR-10 runs)."""
+    parts = []
+    for ref in an.reference:
+        head = (f"Reference study ({reference.SOURCE}), model {ref.model}: per-class accuracy "
+                "x1000, run vs study (diff = run - study)")
+        lines = [head]
+        if ref.usable:
+            lines.append(format_table(*reference.reference_table(an.run, ref)))
+            overall = reference.overall_row(ref)
+            if overall is not None:
+                lines.append(f"  overall baseline accuracy: run {overall['run']:.4f}, study "
+                             f"{overall['study']:.4f} ({overall['diff']:+.4f})")
+            lines += [f"  rank agreement, {r['compared']}: Spearman "
+                      f"{fmt_num(r['spearman'], '.2f')} (p {fmt_num(r['spearman_p'], '.2g')}, "
+                      f"{r['classes']} classes)" for r in reference.agreement_rows(an.run, ref)]
+        lines += [f"  missing: {m}" for m in ref.missing]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)

@@ -41,6 +41,7 @@ from labelsim.analysis.budget import (
     result_to_dict,
 )
 from labelsim.analysis.runs import RunDirError, load_run
+from labelsim.analysis.saved_budget import SAVED_NAME
 from labelsim.config import ConfigError, ReplicaSpec, RunConfig
 
 SIMULATION_DIR = "budget_sim"
@@ -70,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--points", type=int, default=25, help="budgets on each cost curve")
     add("--json", action="store_true", help="print the answer as JSON")
     add("--chart", type=Path, help="write the accuracy-vs-cost chart (.html, .json, .png, .svg)")
+    add("--save", type=Path, metavar="FILE",
+        help=f"save the answer as JSON for the report (default RUN_DIR/{SAVED_NAME})")
+    add("--no-save", action="store_true", help="do not save the answer for the report")
     add("--simulate", action="store_true",
         help="train the plans as one batched grid and compare measured with predicted")
     add("--simulate-out", type=Path,
@@ -96,17 +100,32 @@ def _run(args: argparse.Namespace) -> int:
     simulation = simulate(result, context, args) if args.simulate else None
     if args.chart is not None:
         save_chart(budget_chart(result.curves, problem.budget, _measure_title(problem)), args.chart)
+    payload = result_to_dict(result) | {"measure": _measure_title(problem)}
+    if simulation is not None:
+        payload["simulation"] = simulation
     if args.json:
-        payload = result_to_dict(result)
-        if simulation is not None:
-            payload["simulation"] = simulation
         print(json.dumps(payload, indent=2, allow_nan=False))
     else:
         print(format_result(result))
         if simulation is not None:
             print()
             print(format_simulation(simulation))
+    if not args.no_save:
+        note = save_result(payload, args.save or args.run_dir / SAVED_NAME)
+        print(note, file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def save_result(payload: dict[str, Any], path: Path) -> str:
+    """Write the answer as JSON for the report; a one-line note says where, or why not."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=1, allow_nan=False), encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        return (f"note: not saved for the report: cannot write {path} ({reason}); "
+                "pass --save FILE to save it elsewhere")
+    return f"saved for the report: {path}"
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -430,26 +449,9 @@ def curve_rows(curves: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def budget_chart(curves: list[dict[str, Any]], budget: float, measure: str = "predicted accuracy") -> Any:
     """Altair chart: predicted accuracy against budget per strategy, the chosen budget marked."""
-    import altair as alt
+    from labelsim.charts import budget_curves
 
-    data = alt.Data(values=curve_rows(curves))
-    lines = (
-        alt.Chart(data)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("budget:Q", title="budget"),
-            y=alt.Y("accuracy:Q", title=measure, scale=alt.Scale(zero=False), axis=alt.Axis(format="%")),
-            color=alt.Color("strategy:N", title="strategy"),
-            tooltip=[
-                alt.Tooltip("strategy:N"),
-                alt.Tooltip("budget:Q", format=",.2f"),
-                alt.Tooltip("cost:Q", format=",.2f"),
-                alt.Tooltip("accuracy:Q", format=".2%"),
-            ],
-        )
-    )
-    rule = alt.Chart(alt.Data(values=[{"budget": budget}])).mark_rule(strokeDash=[4, 4]).encode(x="budget:Q")
-    return (lines + rule).properties(title=f"{measure} vs labeling budget", width=520, height=320)
+    return budget_curves(curve_rows(curves), budget, measure)
 
 
 def save_chart(chart: Any, path: Path) -> None:

@@ -1,5 +1,7 @@
 """``python -m labelsim report RUN_DIR``: one offline HTML page with every chart and table of a
-run (RUN_DIR/report.html, or --out FILE), and optionally each chart as a file."""
+run (RUN_DIR/report.html, or --out FILE), and optionally each chart as a file. Every model and
+noise model of the run is compared side by side; CIFAR-10 runs are set beside the reference
+study; a budget answer saved by ``python -m labelsim budget`` adds a budget section."""
 
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--formats", default="", metavar="LIST",
         help="also export each chart in these formats, comma-separated from "
              f"{','.join(FORMATS)}, under RUN_DIR/charts (beside FILE with --out)")
+    parser.add_argument(
+        "--budget-json", metavar="FILE",
+        help="budget answer to show (default RUN_DIR/analysis/budget.json, which the budget "
+             "command saves; the section is left out when there is none)")
     parser.add_argument("--model", help="model to fit (default: the run's first)")
     parser.add_argument("--noise-model", help="noise model to fit (default: the run's first)")
     parser.add_argument("--n-boot", type=int, default=200, metavar="B",
@@ -49,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     charts_dir = out.parent / "charts" if out else None
     try:
         path = build_report(an.run.path, out=out, analysis=an, formats=formats,
-                            charts_dir=charts_dir)
+                            charts_dir=charts_dir, budget_file=args.budget_json)
     except OSError as exc:
         target = out or an.run.path / "report.html"
         print(f"error: cannot write {target} ({exc.strerror or exc}); pass --out FILE to write "
