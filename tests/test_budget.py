@@ -552,3 +552,21 @@ def test_end_to_end_on_a_fake_run(tmp_path: Path, capsys) -> None:
     assert payload["plan"]["cost"] <= 40 + 1e-9
     assert all(row["total"] <= 200 for row in payload["plan"]["classes"])  # 2000 images / 10 classes
     assert payload["plan"]["overall"]["ci"][0] is not None
+
+
+def test_tier_noise_is_read_as_a_wrong_label_fraction() -> None:
+    from types import SimpleNamespace
+
+    from labelsim.commands.budget import _rescaled, wrong_label_scale
+
+    rows = [
+        SimpleNamespace(is_custom=False, noise_rate=0.3, realized_noise=0.27),
+        SimpleNamespace(is_custom=False, noise_rate=0.1, realized_noise=0.09),
+        SimpleNamespace(is_custom=False, noise_rate=0.0, realized_noise=0.0),
+    ]
+    run = SimpleNamespace(finished=lambda: rows)
+    scale = wrong_label_scale(run)
+    assert scale == pytest.approx(0.4 / 0.36)
+    seen = _rescaled(lambda n, eps: eps, scale)(np.array([1.0]), np.array([0.18]))
+    np.testing.assert_allclose(seen, [0.2])
+    assert wrong_label_scale(SimpleNamespace(finished=lambda: rows[2:])) == 1.0

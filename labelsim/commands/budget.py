@@ -15,6 +15,7 @@ accuracies beside the predicted ones. The predictive model and its limits are de
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import html
 import json
 import math
@@ -163,8 +164,30 @@ def load_context(run_dir: Path) -> RunContext:
     except FitError as exc:
         raise BudgetError(f"cannot fit {run_dir}: {exc}") from None
     rates = [r.noise_rate for r in run.finished() if not r.is_custom]
-    curves = curves_from_fits(fits, noise_max=max(rates, default=0.0))
+    scale = wrong_label_scale(run)
+    curves = tuple(
+        dataclasses.replace(c, predict=_rescaled(c.predict, scale), draws=c.draws and _rescaled(c.draws, scale))
+        for c in curves_from_fits(fits, noise_max=max(rates, default=0.0))
+    )
     return RunContext(Path(run_dir), run.classes, curves, training_class_counts(run), run.meta)
+
+
+def wrong_label_scale(run: Any) -> float:
+    """Noise-axis units per unit of wrong-label fraction: requested / realized rate.
+
+    A tier's noise rate is its fraction of wrong labels; the fits' axis is the run's requested
+    rate, and under the study's shuffle protocol only about (C-1)/C of a requested rate ends
+    up wrong. The ratio is measured on the run's own noisy replicas (1 when there are none).
+    """
+    noisy = [r for r in run.finished() if not r.is_custom and r.noise_rate > 0 and r.realized_noise > 0]
+    if not noisy:
+        return 1.0
+    return sum(r.noise_rate for r in noisy) / sum(r.realized_noise for r in noisy)
+
+
+def _rescaled(predict: Any, scale: float) -> Any:
+    """``predict(n, eps)`` with eps given as a wrong-label fraction."""
+    return lambda n, eps: predict(n, np.asarray(eps, dtype=float) * scale)
 
 
 def training_class_counts(run: Any) -> tuple[int, ...]:
