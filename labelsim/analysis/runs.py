@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,7 @@ def _read_confusion(path: Path, n_rep: int, n_cls: int) -> tuple[np.ndarray, np.
         with np.load(file, allow_pickle=False) as data:
             counts = np.asarray(data["counts"], dtype=np.int64)
             transitions = np.asarray(data["transitions"]) if "transitions" in data else None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise RunDirError(f"cannot read 'counts' from {file} ({exc})") from None
     if counts.shape != (n_rep, n_cls, n_cls):
         raise RunDirError(
