@@ -38,13 +38,16 @@ def _names(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     """Every flag, with its help."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), help="named starting config (default: demo)")
+    p.add_argument("--preset", help=f"named starting config: {', '.join(sorted(PRESETS))} (default: demo)")
     p.add_argument("--out", required=True, type=Path, help="run directory to write (must not hold a run, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out; finished replicas are kept")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", help="'synthetic' (embedded), 'cifar10', or another TFDS image dataset name")
     g.add_argument("--data-dir", help="local CIFAR-10 copy (.npz folder, cifar-10-python.tar.gz or its folder) or a TFDS data_dir")
     g.add_argument("--human-labels", help="CIFAR-10N labels.npz, for the human-* noise models")
+    g.add_argument("--synthetic-train", type=int, help="training images of the synthetic dataset")
+    g.add_argument("--synthetic-test", type=int, help="test images of the synthetic dataset")
+    g.add_argument("--synthetic-size", type=int, help="image side of the synthetic dataset, pixels")
     g = p.add_argument_group("grid")
     g.add_argument("--noise", type=_floats, help="comma-separated label-noise rates in [0, 1], e.g. 0,0.1,0.3")
     g.add_argument("--sizes", type=_ints, help="comma-separated training-set sizes of the volume grid, e.g. 5000,10000")
@@ -58,15 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", help="model name (default small_cnn, the study's)")
     g.add_argument("--models", type=_names, help="comma-separated models: a model axis of the grid")
     g.add_argument("--width", type=int, help="first-layer filters of small_cnn (the study: 32)")
+    g.add_argument("--conv", choices=("xla", "patches"), help="small_cnn convolutions: lax.conv or patches x matrix (same results)")
     g.add_argument("--epochs", type=int, help="epochs per replica (each replica counts its own epochs)")
     g.add_argument("--batch-size", type=int, help="images per step per replica")
     g.add_argument("--no-augment", action="store_true", help="turn the on-device augmentation off")
     g = p.add_argument_group("execution (speed only; results do not change)")
-    g.add_argument("--slots", type=int, help="concurrent replicas in the batched program (0: all, up to 64)")
+    g.add_argument("--slots", type=int, help="concurrent replicas in the batched program (0: as many as help, within free memory, up to 64)")
     g.add_argument("--steps-per-call", type=int, help="train steps per jitted call (0: backend default)")
-    g.add_argument("--strategy", choices=("auto", "vmap", "map", "loop"), help="replica axis: vmap (one batched program), lax.map, a Python loop, or auto")
+    g.add_argument("--strategy", help="replica axis: vmap (one batched program), map, loop or auto")
     g.add_argument("--checkpoint-seconds", type=float, help="minimum seconds between checkpoints")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--memory-fraction", type=float,
+        help="with --slots 0: the slots may fill this fraction of free device memory (default 0.8)",
+    )  # fmt: skip
     return p
 
 
@@ -75,6 +83,9 @@ _OVERRIDES = {
     "dataset": ("data", "name"),
     "data_dir": ("data", "data_dir"),
     "human_labels": ("data", "human_labels"),
+    "synthetic_train": ("data", "synthetic_train"),
+    "synthetic_test": ("data", "synthetic_test"),
+    "synthetic_size": ("data", "synthetic_size"),
     "noise": ("grid", "noise_levels"),
     "sizes": ("grid", "sizes"),
     "repeats": ("grid", "repeats"),
@@ -86,12 +97,14 @@ _OVERRIDES = {
     "model": ("model", "name"),
     "models": ("grid", "models"),
     "width": ("model", "width"),
+    "conv": ("model", "conv"),
     "epochs": ("recipe", "epochs"),
     "batch_size": ("recipe", "batch_size"),
     "slots": ("exec", "slots"),
     "steps_per_call": ("exec", "steps_per_call"),
     "strategy": ("exec", "replica_strategy"),
     "checkpoint_seconds": ("exec", "checkpoint_seconds"),
+    "memory_fraction": ("exec", "memory_fraction"),
 }
 
 
@@ -109,20 +122,32 @@ def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     """The config to run: the stored one for a bare --resume, else the preset plus flags."""
-    from labelsim.results import read_meta
-
-    flags_given = args.preset is not None or any(
+    flags_given = args.preset is not None or args.no_augment or any(
         getattr(args, flag) is not None for flag, (section, _) in _OVERRIDES.items() if section != "exec"
     )
     if args.resume and not flags_given and (args.out / "run.json").exists():
-        stored = RunConfig.from_dict(read_meta(args.out)["config"])
-        return apply_overrides(stored, args)
+        return apply_overrides(stored_config(args.out), args)
     return apply_overrides(preset(args.preset or "demo"), args)
+
+
+def stored_config(out: Path) -> RunConfig:
+    """The config a run directory was started with; a RunDirError when run.json is damaged."""
+    from labelsim.results import RunDirError, read_meta
+
+    try:
+        return RunConfig.from_dict(read_meta(out)["config"])
+    except RunDirError:
+        raise
+    except (ConfigError, TypeError, AttributeError) as err:
+        raise RunDirError(f"{out / 'run.json'} holds a damaged config ({err}); start a new --out") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the grid, print where the results are."""
     args = build_parser().parse_args(argv)
+    from labelsim.distributed import initialize_from_env
+
+    initialize_from_env()  # several hosts: LABELSIM_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID
     try:
         config = resolve_config(args)
         from labelsim.runner import run_grid
@@ -130,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         out = run_grid(config, args.out, resume=args.resume, progress=not args.no_progress)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        then = f"continue with: --out {args.out} --resume" if (args.out / "run.json").exists() else "run again"
+        print(f"error: {err.strerror or err}{where}; fix it, then {then}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished replicas are saved. Continue with: --out {args.out} --resume", file=sys.stderr)

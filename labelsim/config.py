@@ -37,6 +37,9 @@ class ModelConfig:
 
     name: str = "small_cnn"
     width: int = 0  # base filters; 0 = the model's standard width (small_cnn: 32, then 64, 128)
+    # small_cnn's convolutions: "xla" (lax.conv; under vmap a grouped convolution) or
+    # "patches" (image patches x matrix; under vmap a batched matmul). Same results.
+    conv: str = "xla"
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ class ExecConfig:
     replica_strategy: str = "auto"
     checkpoint_seconds: float = 60.0  # minimum wall time between checkpoints
     eval_batch: int = 1000  # test images per evaluation step
+    # With slots = 0, the slots may fill this fraction of each device's free memory (measured
+    # when the run starts; host RAM on CPU). The rest is headroom for XLA and the host.
+    memory_fraction: float = 0.8
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,25 @@
 - ``replicas.csv``: one row per replica (coordinates, status, accuracy, steps, seconds);
 - ``confusion.npz``: ``counts`` (R, C, C) test confusion matrices in replica order (rows true,
   columns predicted) and ``transitions`` (R, C, C) realized label-noise counts (clean, noisy);
-- ``checkpoint/``: the in-flight slot states, so a resumed run does not restart a chunk.
+- ``checkpoint.npz``: the in-flight slot states, so a resumed run does not restart a chunk.
 
 Every file is replaced atomically (write a temporary file, then rename), so a kill at any
-moment leaves the directory readable.
+moment leaves the directory readable. A flush writes confusion.npz before replicas.csv and
+run.json last: a replica marked finished in the table always has its counts on disk (a kill
+between the writes can only leave counts of a replica the table still calls running, which
+the resumed run overwrites).
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,11 @@ import numpy as np
 from labelsim.config import ConfigError, ReplicaSpec
 
 RUN_FILE, TABLE_FILE, CONFUSION_FILE = "run.json", "replicas.csv", "confusion.npz"
+CHECKPOINT_FILE = "checkpoint.npz"
+RESULT_FILES = (RUN_FILE, TABLE_FILE, CONFUSION_FILE, CHECKPOINT_FILE)
+TEMP_SUFFIX = ".tmp"  # of a file being written; renamed over its target when complete
+# What a damaged or truncated .npz raises when it is opened or one of its arrays is read.
+NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
 COLUMNS = (
     "replica", "experiment", "model", "noise_model", "noise_rate", "train_size", "repeat",
@@ -39,12 +50,21 @@ class RunDirError(ConfigError):
     """A run directory that cannot be used as asked; the message says what to do."""
 
 
+@functools.lru_cache(maxsize=1)
+def _file_mode() -> int:
+    """The mode ``open()`` gives new files under the process umask (mkstemp's is 0600)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` all at once (temporary file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _file_mode())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -52,6 +72,19 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_partial_writes(path: Path) -> list[Path]:
+    """Delete the temporary files of writes a kill interrupted (never the results themselves)."""
+    stale = [
+        file
+        for name in RESULT_FILES
+        for file in Path(path).glob(f".{name}.*{TEMP_SUFFIX}")
+        if file.is_file()
+    ]
+    for file in stale:
+        file.unlink(missing_ok=True)
+    return stale
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -162,6 +195,12 @@ class RunStore:
             raise RunDirError(
                 f"{path} already holds a run; pass --resume to continue it, or choose a new --out"
             )
+        leftovers = [name for name in RESULT_FILES if (path / name).exists()]
+        if leftovers:
+            raise RunDirError(
+                f"{path} holds {', '.join(leftovers)} but no {RUN_FILE}: a damaged run; "
+                "choose a new --out (or restore its run.json and --resume it)"
+            )
         _check_writable(path)
         r = len(specs)
         store = cls(
@@ -182,6 +221,12 @@ class RunStore:
             raise RunDirError(f"{path} is not a run directory (it does not exist)")
         meta = read_meta(path)
         rows = read_rows(path)
+        recorded = meta.get("replicas")
+        if isinstance(recorded, int) and recorded != len(rows):
+            raise RunDirError(
+                f"{path / TABLE_FILE} has {len(rows)} replica rows but {path / RUN_FILE} records {recorded}: "
+                "the table is truncated or damaged; restore it from a backup or start a new --out"
+            )
         counts, transitions = read_confusion(path, len(rows))
         return cls(path=path, meta=meta, rows=rows, counts=counts, transitions=transitions)
 
@@ -222,11 +267,20 @@ def read_meta(path: Path) -> dict[str, Any]:
     """run.json, or a RunDirError that says what is wrong."""
     file = path / RUN_FILE
     if not file.exists():
+        others = [name for name in RESULT_FILES[1:] if (path / name).exists()]
+        if others:
+            raise RunDirError(
+                f"{file} is missing but {path} holds {', '.join(others)}: the run directory is damaged; "
+                f"restore {RUN_FILE} from a backup or start a new --out"
+            )
         raise RunDirError(f"{file} is missing: {path} is not a labelsim run directory")
     try:
         meta = json.loads(file.read_text())
     except (OSError, ValueError) as err:
-        raise RunDirError(f"{file} is unreadable ({err}); the run cannot be resumed — start a new --out") from None
+        raise RunDirError(
+            f"{file} is unreadable ({type(err).__name__}: {err}); it is damaged or truncated: "
+            "restore it from a backup or start a new --out"
+        ) from None
     if not isinstance(meta, dict) or "config" not in meta:
         raise RunDirError(f"{file} has no config; it was not written by labelsim")
     return meta
@@ -244,8 +298,13 @@ def read_rows(path: Path) -> list[ReplicaRow]:
             if missing:
                 raise RunDirError(f"{file} lacks column(s) {sorted(missing)}; it is damaged or not labelsim's")
             rows = [ReplicaRow.from_csv(row) for row in reader]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise RunDirError(f"{file} is unreadable ({err}); it is damaged — start a new --out") from None
+    except RunDirError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, csv.Error) as err:
+        raise RunDirError(
+            f"{file} is unreadable ({type(err).__name__}: {err}); it is damaged or truncated: "
+            "restore it from a backup or start a new --out"
+        ) from None
     if [row.spec.replica for row in rows] != list(range(len(rows))):
         raise RunDirError(f"{file} is damaged: replica numbers are not 0..{len(rows) - 1} in order")
     return rows
@@ -259,8 +318,26 @@ def read_confusion(path: Path, replicas: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(file) as data:
             counts, transitions = data["counts"], data["transitions"]
-    except (OSError, ValueError, KeyError, EOFError) as err:
-        raise RunDirError(f"{file} is unreadable ({err}); it is damaged — start a new --out") from None
+    except NPZ_ERRORS as err:
+        raise RunDirError(
+            f"{file} is unreadable ({type(err).__name__}: {err}); it is damaged or truncated: "
+            "restore it from a backup or start a new --out"
+        ) from None
     if counts.ndim != 3 or counts.shape[0] != replicas or counts.shape != transitions.shape:
-        raise RunDirError(f"{file} holds counts of shape {counts.shape}, expected ({replicas}, C, C)")
+        raise RunDirError(
+            f"{file} holds counts of shape {counts.shape} and transitions of shape {transitions.shape}, "
+            f"expected ({replicas}, C, C) each: the files come from different runs; restore them or start a new --out"
+        )
     return counts.astype(np.int64), transitions.astype(np.int64)
+
+
+def config_differences(stored: dict[str, Any], requested: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every setting that differs between two config dicts, as 'section.field: stored X, requested Y'."""
+    differences: list[str] = []
+    for key in sorted(set(stored) | set(requested), key=str):
+        a, b = stored.get(key), requested.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differences.append(f"{prefix}{key}: stored {a!r}, requested {b!r}")
+    return differences

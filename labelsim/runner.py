@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import subprocess
 import sys
 import time
@@ -20,14 +21,13 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from labelsim import __version__, grid
+from labelsim import __version__, distributed, grid
 from labelsim.config import ConfigError, ReplicaSpec, RunConfig, total_steps, steps_per_epoch
 from labelsim.data import Dataset, load_dataset
 from labelsim.models import get_model
 from labelsim.prepare import prepare_replica
-from labelsim.results import RunDirError, RunStore, specs_match, write_npz
+from labelsim.results import NPZ_ERRORS, RunDirError, RunStore, remove_partial_writes, specs_match, write_npz
 from labelsim.train import (
     Normalizer,
     ReplicaData,
@@ -38,7 +38,13 @@ from labelsim.train import (
     make_init,
     make_train_step,
 )
-from labelsim.validate import estimate_result_bytes, validate_config, validate_output, validate_replicas
+from labelsim.validate import (
+    estimate_result_bytes,
+    validate_config,
+    validate_output,
+    validate_replicas,
+    validate_resume,
+)
 
 CHECKPOINT_FILE = "checkpoint.npz"
 MAX_DEFAULT_SLOTS = 64
@@ -66,6 +72,11 @@ def backend_defaults(config: RunConfig, min_steps_per_epoch: int) -> tuple[int, 
     call are unrolled and replicas take turns through one one-replica program ("loop"; see
     benchmarks/results/throughput_cpu.json). A call never spans more than two epochs of a
     replica (see ``make_chunk``).
+
+    The choice does not depend on the device count: with several devices every strategy is
+    sharded (``distributed.sharded_chunk``), each device training its own block of slots; "loop"
+    then trains one slot per device per call, so CPU devices keep the one-replica program and
+    accelerators keep the batched "vmap".
     """
     cpu = jax.default_backend() == "cpu"
     steps = min(config.exec.steps_per_call or (4 if cpu else 50), min_steps_per_epoch)
@@ -125,25 +136,27 @@ def run_meta(config: RunConfig, dataset: Dataset, n_replicas: int) -> dict[str, 
     }
 
 
-def _comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config that change results (exec settings do not)."""
-    return {k: v for k, v in config_dict.items() if k != "exec"}
-
-
 def open_store(
     config: RunConfig, out: Path, resume: bool, specs: list[ReplicaSpec], dataset: Dataset
 ) -> RunStore:
     """A fresh store, or the existing one checked against this config for --resume."""
+    fresh = run_meta(config, dataset, len(specs))
     if not resume:
-        return RunStore.create(out, run_meta(config, dataset, len(specs)), specs, dataset.num_classes)
+        return RunStore.create(out, fresh, specs, dataset.num_classes)
+    validate_resume(out, config)  # cheap; open_store may be called without run_grid's checks
     store = RunStore.open(out)
-    if _comparable(store.meta["config"]) != _comparable(config.to_dict()):
-        raise RunDirError(
-            f"{out} was started with a different config; resume it with the same flags "
-            "(or just --resume --out DIR), or start a new --out"
-        )
+    for key in ("dataset", "classes", "test_class_counts"):
+        if store.meta.get(key) != fresh[key]:
+            raise RunDirError(
+                f"{out} was trained on other data ({key}: stored {store.meta.get(key)!r}, now {fresh[key]!r}); "
+                "resume it with the data it started on, or start a new --out"
+            )
     if len(store.rows) != len(specs) or not all(specs_match(r.spec, s) for r, s in zip(store.rows, specs)):
-        raise RunDirError(f"{out} holds a different replica table than this config makes; start a new --out")
+        raise RunDirError(
+            f"{out} holds a different replica table than this config makes ({len(store.rows)} stored replicas, "
+            f"{len(specs)} requested); resume with the same replicas, or start a new --out"
+        )
+    remove_partial_writes(out)
     return store
 
 
@@ -155,44 +168,37 @@ class SlotTrainer:
     ):
         self.config, self.dataset, self.model_name = config, dataset, model_name
         recipe = config.recipe
-        self.model = get_model(model_name, dataset.num_classes, config.model.width, compute_dtype(config))
+        self.model = get_model(
+            model_name, dataset.num_classes, config.model.width, compute_dtype(config), config.model.conv
+        )
         self.normalize = Normalizer.fit(dataset.x_train)
         min_size = min_train_size or len(dataset.y_train)
         self.steps, unroll, strategy = backend_defaults(config, steps_per_epoch(min_size, recipe.batch_size))
         self.n_train = len(dataset.y_train)
         self.slots = _round_to_devices(slots)
-        self.mesh = Mesh(np.array(jax.devices()), ("replica",))
-        shard = NamedSharding(self.mesh, PartitionSpec("replica"))
-        replicated = NamedSharding(self.mesh, PartitionSpec())
-        self.images = jax.device_put(dataset.x_train, replicated)  # on the device once, shared
-        self.x_test, self.y_test = _padded_test(dataset, config.exec.eval_batch)
+        self.strategy = strategy
+        self.mesh = distributed.replica_mesh()
+        shard, replicated = distributed.sharded(self.mesh), distributed.replicated(self.mesh)
+        self.images = distributed.place(dataset.x_train, replicated)  # on every device once, shared
+        self.x_test, self.y_test = _padded_test(dataset, config.exec.eval_batch)  # this process's first device
         self.init_one = make_init(self.model, recipe, dataset.x_train.shape[1:])
-        self.chunk = make_chunk(
-            make_train_step(self.model, recipe, self.normalize), self.steps, unroll, strategy
-        )
+        train_step = make_train_step(self.model, recipe, self.normalize)
+        build = lambda name: make_chunk(train_step, self.steps, unroll, name)  # noqa: E731
+        self.chunk = build(strategy) if self.mesh.size == 1 else distributed.sharded_chunk(build, strategy, self.mesh)
         self.confusion = make_confusion(self.model, self.normalize, dataset.num_classes)
         one_state = self.init_one(jnp.asarray(jax.random.PRNGKey(0)))
-        stack = lambda tree: jax.tree.map(lambda x: jnp.broadcast_to(x, (self.slots, *x.shape)), tree)  # noqa: E731
-        self.states = jax.device_put(stack(one_state), shard)
-        self.data = jax.device_put(stack(self._idle_data()), shard)
+        stack = lambda tree: jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (self.slots, *x.shape)), tree)  # noqa: E731
+        self.states = distributed.place(stack(one_state), shard)
+        self.data = distributed.place(stack(self._idle_data()), shard)
         self.owner: list[int | None] = [None] * self.slots  # replica index in each slot
-        self._put = jax.jit(_put_slot, donate_argnums=0)
-        self._get = jax.jit(_get_slot)
+        self._one = replicated  # where a single replica's state and data go before a put
+        if self.mesh.size == 1:
+            self._put, self._get = jax.jit(_put_slot, donate_argnums=0), jax.jit(_get_slot)
+        else:
+            self._put, self._get = distributed.slot_writer(self.mesh), distributed.slot_reader(self.mesh)
 
     def _idle_data(self) -> ReplicaData:
-        n = self.n_train
-        zero_key = jnp.zeros((2,), jnp.uint32)
-        return ReplicaData(
-            subset=jnp.zeros((n,), jnp.int32),
-            labels=jnp.zeros((n,), jnp.int32),
-            n_train=jnp.int32(self.config.recipe.batch_size),
-            steps_per_epoch=jnp.int32(1),
-            total_steps=jnp.int32(0),
-            data_key=zero_key,
-            dropout_key=zero_key,
-            augment_key=zero_key,
-            lr_scale=jnp.float32(1.0),
-        )
+        return _idle_replica_data(self.n_train, self.config.recipe.batch_size)
 
     def replica_data(self, spec: ReplicaSpec, prepared: Any, keys: grid.ReplicaKeys) -> ReplicaData:
         """Pad a prepared replica to the static shape of the batched program."""
@@ -214,27 +220,37 @@ class SlotTrainer:
 
     def assign(self, slot: int, replica: int, data: ReplicaData, state: TrainState) -> None:
         """Put a replica (its data and its state) into a slot."""
-        self.states = self._put(self.states, jnp.int32(slot), state)
-        self.data = self._put(self.data, jnp.int32(slot), data)
+        self.states = self._put(self.states, np.int32(slot), distributed.place(state, self._one))
+        self.data = self._put(self.data, np.int32(slot), distributed.place(data, self._one))
         self.owner[slot] = replica
 
     def release(self, slot: int) -> None:
         """Mark a slot idle (it computes but never updates)."""
-        self.data = self._put(self.data, jnp.int32(slot), self._idle_data())
+        self.data = self._put(self.data, np.int32(slot), distributed.place(self._idle_data(), self._one))
         self.owner[slot] = None
 
     def advance(self) -> np.ndarray:
         """Run one chunk of steps for every slot; returns the per-slot losses (S, steps)."""
         self.states, losses = self.chunk(self.states, self.data, self.images)
-        return np.asarray(losses)
+        return distributed.to_host(losses)
 
     def progress(self) -> tuple[np.ndarray, np.ndarray]:
         """(steps taken, diverged step) per slot, on the host."""
-        return np.asarray(self.states.step), np.asarray(self.states.diverged_step)
+        return distributed.to_host((self.states.step, self.states.diverged_step))
+
+    def host_states(self) -> TrainState:
+        """Every slot's state as numpy arrays on this host (for checkpoints; works across processes)."""
+        return distributed.to_host(self.states)
+
+    def execution_info(self) -> dict[str, Any]:
+        """Devices, processes, mesh, slots and strategy of this trainer, for run.json."""
+        return distributed.execution_info(self.mesh, self.slots, self.strategy)
 
     def evaluate_slot(self, slot: int) -> np.ndarray:
         """Test confusion counts (C, C) of the replica in a slot."""
-        state = self._get(self.states, jnp.int32(slot))
+        state = self._get(self.states, np.int32(slot))
+        if self.mesh.size > 1:
+            state = distributed.local_copy(state)  # replicated: evaluate on this process's first device
         return evaluate(self.confusion, state.params, state.batch_stats, self.x_test, self.y_test, self.config.exec.eval_batch)
 
 
@@ -246,8 +262,24 @@ def _get_slot(batched: Any, slot: jnp.ndarray) -> Any:
     return jax.tree.map(lambda b: b[slot], batched)
 
 
+def _idle_replica_data(n_train: int, batch_size: int) -> ReplicaData:
+    """What an idle slot holds: no steps to take."""
+    zero_key = np.zeros((2,), np.uint32)
+    return ReplicaData(
+        subset=np.zeros((n_train,), np.int32),
+        labels=np.zeros((n_train,), np.int32),
+        n_train=np.int32(batch_size),
+        steps_per_epoch=np.int32(1),
+        total_steps=np.int32(0),
+        data_key=zero_key,
+        dropout_key=zero_key,
+        augment_key=zero_key,
+        lr_scale=np.float32(1.0),
+    )
+
+
 def _round_to_devices(slots: int) -> int:
-    devices = len(jax.devices())
+    devices = jax.device_count()
     return -(-slots // devices) * devices
 
 
@@ -259,6 +291,62 @@ def _padded_test(dataset: Dataset, batch: int) -> tuple[jnp.ndarray, jnp.ndarray
     y = np.full((padded,), -1, np.int32)
     x[:m], y[:m] = dataset.x_test, dataset.y_test
     return jnp.asarray(x), jnp.asarray(y)
+
+
+def slot_memory(config: RunConfig, dataset: Dataset, model_name: str) -> tuple[int, int]:
+    """(bytes one more slot needs, bytes each device holds once) for a model's slot program.
+
+    A slot holds its state and data. With "vmap" the program's temporaries grow with the slots
+    too, so the chunk is compiled for one slot and its memory analysis read (arguments +
+    unaliased outputs + temporaries, less the shared images); "loop" and "map" run one replica
+    at a time, whose temporaries the headroom left by ``memory_fraction`` covers.
+    """
+    recipe = config.recipe
+    shape = dataset.x_train.shape
+    model = get_model(model_name, dataset.num_classes, config.model.width, compute_dtype(config), config.model.conv)
+    steps, unroll, strategy = backend_defaults(config, steps_per_epoch(len(dataset.y_train), recipe.batch_size))
+    init_one = make_init(model, recipe, shape[1:])
+    state = jax.eval_shape(init_one, jax.ShapeDtypeStruct((2,), jnp.uint32))
+    data = _idle_replica_data(len(dataset.y_train), recipe.batch_size)
+    shared = dataset.x_train.nbytes + dataset.x_test.nbytes + 4 * len(dataset.y_test)
+    resident = distributed.tree_bytes(state) + distributed.tree_bytes(data)
+    if strategy != "vmap":
+        return resident, shared
+    channels = shape[-1]
+    unit = Normalizer((0.0,) * channels, (1.0,) * channels)  # values do not change memory
+    chunk = make_chunk(make_train_step(model, recipe, unit), steps, unroll, "vmap")
+    one_slot = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype), tree)  # noqa: E731
+    images = jax.ShapeDtypeStruct(shape, dataset.x_train.dtype)
+    measured = distributed.program_bytes(chunk.lower(one_slot(state), one_slot(data), images).compile())
+    return (resident if measured is None else measured - dataset.x_train.nbytes), shared
+
+
+def choose_run_slots(
+    config: RunConfig, dataset: Dataset, model_name: str, replicas: int, previous: int | None = None
+) -> int:
+    """Concurrent replicas of a model: ``exec.slots`` when set, else as many of ``replicas`` as
+    fit in ``exec.memory_fraction`` of free device memory (at most MAX_DEFAULT_SLOTS). A resumed
+    run passes its ``previous`` slot count: kept while it fits, so the checkpoint's slots match."""
+    if config.exec.slots > 0:
+        return min(config.exec.slots, replicas)
+    fraction = config.exec.memory_fraction
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"memory_fraction {fraction!r} must be in (0, 1], e.g. 0.8")
+    per_slot, shared = slot_memory(config, dataset, model_name)
+    free = distributed.free_bytes_per_device()
+    devices = jax.device_count()
+    fit = lambda wanted: distributed.choose_slots(  # noqa: E731
+        wanted, per_slot, free, devices=devices, fixed_bytes=shared, max_slots=MAX_DEFAULT_SLOTS, fraction=fraction
+    )
+    slots = previous if previous and fit(previous) >= previous else fit(replicas)
+    slots = distributed.agree(slots)
+    room = "memory unknown" if free is None else f"{free / 2**30:.1f} GiB free per device x {fraction:g}"
+    distributed.report(
+        f"slots: {slots} concurrent replicas of {model_name} on {devices} device(s) "
+        f"({per_slot / 2**20:.3g} MiB per slot, {room}; {replicas} replicas, at most {MAX_DEFAULT_SLOTS}); "
+        "set --slots to override"
+    )
+    return slots
 
 
 def noise_kwargs(config: RunConfig) -> dict[str, Any]:
@@ -324,9 +412,11 @@ def run_grid(
     on_chunk: Callable[[int], None] | None = None,
 ) -> Path:
     """Train every replica of the grid (or the given custom replicas) and write the run directory."""
-    out = Path(out)
+    out = distributed.private_run_dir(out, resume)  # process 0 writes OUT; others a private copy
     validate_config(config)
     validate_output(out, resume)
+    if resume:
+        validate_resume(out, config)  # before the data loads: a mismatch fails at once
     dataset = dataset if dataset is not None else load_dataset(config.data)
     specs = replicas if replicas is not None else grid.build_replicas(config, len(dataset.y_train))
     validate_replicas(config, specs, dataset)
@@ -362,10 +452,22 @@ def _run_model(
         return
     # Longest first, so short replicas fill the tail of the run (fewer idle slots).
     queue = sorted(pending, key=lambda i: -total_steps(_size(store.rows[i].spec), config.recipe))
-    slots = config.exec.slots or min(len(queue), MAX_DEFAULT_SLOTS)
-    smallest = min(_size(store.rows[i].spec) for i in queue)
-    trainer = SlotTrainer(config, dataset, model_name, min(slots, len(queue)), smallest)
+    # Slots and steps per call come from ALL of the model's replicas, not the pending ones, and
+    # a resumed run reuses the slot count it recorded (free memory may differ now): it then
+    # compiles the same program as the uninterrupted run (same results, bit for bit) and its
+    # checkpoint's slots fit. An explicit --slots still wins.
+    sizes = [_size(row.spec) for row in store.rows if row.spec.model == model_name]
+    recorded = store.meta.setdefault("slots_per_model", {})
+    slots = recorded.get(model_name) if config.exec.slots == 0 else None
+    slots = slots or choose_run_slots(config, dataset, model_name, useful_slots(sizes, config))
+    recorded[model_name] = slots
+    trainer = SlotTrainer(config, dataset, model_name, slots, min(sizes))
+    store.meta.setdefault("execution", {})[model_name] = trainer.execution_info()
     restored = _restore_checkpoint(trainer, store, config, dataset, extra)
+    if restored:
+        steps = {index: int(step) for index, step in zip(trainer.owner, trainer.progress()[0]) if index in restored}
+        listed = ", ".join(f"replica {i} at step {steps[i]}" for i in sorted(steps))
+        print(f"resuming from {CHECKPOINT_FILE}: {listed}", file=sys.stderr)
     queue = [i for i in queue if i not in restored]
     remaining = sum(total_steps(_size(store.rows[i].spec), config.recipe) for i in pending)
     bar = Progress(remaining, show)
@@ -413,6 +515,16 @@ def _param_count(config: RunConfig, dataset: Dataset) -> int:
     return max(counts)
 
 
+def useful_slots(sizes: list[int], config: RunConfig) -> int:
+    """The fewest slots that still finish every replica within the longest one's steps.
+
+    More slots than that only add idle slot-steps at the tail of the run (lower
+    utilization); longest-first queueing packs the shorter replicas into the spare slots.
+    """
+    steps = [total_steps(size, config.recipe) for size in sizes]
+    return max(1, min(len(steps), math.ceil(sum(steps) / max(steps))))
+
+
 def _size(spec: ReplicaSpec) -> int:
     return sum(spec.class_sizes) if spec.class_sizes is not None else spec.train_size
 
@@ -456,6 +568,11 @@ def _harvest(trainer: SlotTrainer, store: RunStore, steps: np.ndarray, diverged:
         row = store.rows[index]
         if diverged[slot] >= 0:
             store.update(index, status="diverged", diverged_step=int(diverged[slot]), steps=int(steps[slot]))
+            print(
+                f"warning: replica {index} diverged (NaN/Inf loss at step {int(diverged[slot])}); "
+                "it is marked 'diverged' and left out of the analysis, the rest of the grid goes on",
+                file=sys.stderr,
+            )
         elif steps[slot] >= row.total_steps:
             counts = trainer.evaluate_slot(slot)
             store.counts[index] = counts
@@ -470,9 +587,9 @@ def _harvest(trainer: SlotTrainer, store: RunStore, steps: np.ndarray, diverged:
 
 def _write_checkpoint(trainer: SlotTrainer, store: RunStore) -> None:
     """Slot states and owners, one atomic file, so --resume does not restart a chunk."""
-    leaves = jax.tree.leaves(trainer.states)
+    leaves = {f"leaf_{i}": x for i, x in enumerate(jax.tree.leaves(trainer.host_states()))}
     owner = np.array([-1 if o is None else o for o in trainer.owner], np.int64)
-    write_npz(store.path / CHECKPOINT_FILE, owner=owner, model=np.array(trainer.model_name), **{f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)})
+    write_npz(store.path / CHECKPOINT_FILE, owner=owner, model=np.array(trainer.model_name), **leaves)
 
 
 def _restore_checkpoint(
@@ -488,11 +605,17 @@ def _restore_checkpoint(
             if str(saved["model"]) != trainer.model_name:
                 return set()  # the checkpoint belongs to another model's slots
             leaves = [saved[f"leaf_{i}"] for i in range(len(jax.tree.leaves(trainer.states)))]
-    except (OSError, ValueError, KeyError, EOFError):
+    except NPZ_ERRORS:
         print(f"warning: {file} is unreadable; its replicas restart from step 0", file=sys.stderr)
         return set()
     template = jax.tree.leaves(trainer.states)
-    if len(owner) != trainer.slots or any(a.shape != b.shape for a, b in zip(leaves, template)):
+    owners = [i for i in owner.tolist() if i >= 0]
+    if (
+        owner.shape != (trainer.slots,)
+        or any(a.shape != b.shape for a, b in zip(leaves, template))
+        or any(i >= len(store.rows) or store.rows[i].spec.model != trainer.model_name for i in owners)
+        or len(set(owners)) != len(owners)
+    ):
         print(f"warning: {file} does not match this run's slots; its replicas restart", file=sys.stderr)
         return set()
     saved_states = jax.tree.unflatten(jax.tree.structure(trainer.states), leaves)

@@ -2,61 +2,136 @@
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from labelsim.config import ConfigError, ReplicaSpec, RunConfig, check_rate
-from labelsim.results import RUN_FILE, RunDirError
+from labelsim.results import RESULT_FILES, RUN_FILE, RunDirError, config_differences, read_meta
 
 KNOWN_STRATEGIES = ("auto", "vmap", "map", "loop")
 
 
 def validate_config(config: RunConfig) -> None:
     """Checks that need no data: rates, counts, names."""
-    from labelsim import noise
-    from labelsim.models import MODELS
-
     grid, recipe = config.grid, config.recipe
     for rate in grid.noise_levels:
         check_rate(rate)
     if grid.repeats < 1:
-        raise ConfigError(f"repeats is {grid.repeats}; it must be at least 1")
+        raise ConfigError(f"repeats is {grid.repeats}; it must be at least 1 (--repeats 1 or more)")
     if recipe.epochs < 1:
-        raise ConfigError(f"epochs is {recipe.epochs}; it must be at least 1")
+        raise ConfigError(f"epochs is {recipe.epochs}; it must be at least 1 (--epochs 1 or more)")
     if recipe.batch_size < 1:
-        raise ConfigError(f"batch size is {recipe.batch_size}; it must be at least 1")
+        raise ConfigError(f"batch size is {recipe.batch_size}; it must be at least 1 (--batch-size)")
+    for size in grid.sizes:
+        if size < 1:
+            raise ConfigError(f"training-set size {size} is not positive; give sizes such as --sizes 500,1000")
     if not grid.noise_levels and not grid.sizes:
         raise ConfigError("the grid is empty: give --noise levels and/or --sizes")
     if not grid.noise_models:
         raise ConfigError("no noise model given; use e.g. --noise-model shuffle")
     for name in grid.noise_models:
-        noise.validate_noise_model(name)
+        _check_noise_model(name)
     for name in grid.models or (config.model.name,):
-        if name not in MODELS:
-            raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
-    if config.exec.replica_strategy not in KNOWN_STRATEGIES:
+        _check_model(name)
+    _validate_exec(config)
+
+
+def _check_noise_model(name: str) -> None:
+    from labelsim import noise
+
+    noise.validate_noise_model(name)
+
+
+def _check_model(name: str) -> None:
+    from labelsim.models import MODELS
+
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+
+
+def _validate_exec(config: RunConfig) -> None:
+    run = config.exec
+    if run.replica_strategy not in KNOWN_STRATEGIES:
         raise ConfigError(
-            f"unknown replica strategy {config.exec.replica_strategy!r}; choose one of: {', '.join(KNOWN_STRATEGIES)}"
+            f"unknown replica strategy {run.replica_strategy!r}; choose one of: {', '.join(KNOWN_STRATEGIES)}"
         )
-    if config.exec.slots < 0 or config.exec.steps_per_call < 0:
-        raise ConfigError("slots and steps per call must be >= 0 (0 picks a default)")
+    if run.slots < 0 or run.steps_per_call < 0 or run.unroll < 0:
+        raise ConfigError("slots, steps per call and unroll must be >= 0 (0 picks a default)")
+    if run.eval_batch < 1:
+        raise ConfigError(f"eval batch is {run.eval_batch}; it must be at least 1")
+    if not run.checkpoint_seconds >= 0:
+        raise ConfigError(f"checkpoint seconds is {run.checkpoint_seconds}; give 0 (every chunk) or more")
 
 
-def validate_replicas(config: RunConfig, specs: list[ReplicaSpec], dataset: object) -> None:
+def validate_replicas(config: RunConfig, specs: list[ReplicaSpec], dataset: Any) -> None:
     """Checks against the loaded data: every training set fits the dataset and the batch."""
-    n_total = len(dataset.y_train)  # type: ignore[attr-defined]
-    batch = config.recipe.batch_size
     if not specs:
         raise ConfigError("the grid has no replicas")
+    numbers = [spec.replica for spec in specs]
+    if numbers != list(range(len(specs))):
+        raise ConfigError(f"replica numbers must be 0..{len(specs) - 1} in order; got {numbers[:8]}...")
+    available = np.bincount(dataset.y_train, minlength=dataset.num_classes)
     for spec in specs:
-        size = sum(spec.class_sizes) if spec.class_sizes is not None else spec.train_size
-        if size > n_total:
-            raise ConfigError(f"training-set size {size} exceeds the dataset's {n_total} training images")
-        if size < batch:
-            raise ConfigError(f"training-set size {size} is smaller than the batch size {batch}; lower --batch-size")
-        check_rate(spec.noise_rate)
-        for rate in spec.class_noise or ():
-            check_rate(rate, "per-class noise rate")
+        _validate_spec(spec, config.recipe.batch_size, available)
+
+
+def _validate_spec(spec: ReplicaSpec, batch: int, available: np.ndarray) -> None:
+    """One replica: sizes within the data and above the batch, rates in [0, 1], known names."""
+    n_total = int(available.sum())
+    where = f"replica {spec.replica}"
+    size = sum(spec.class_sizes) if spec.class_sizes is not None else spec.train_size
+    if size > n_total:
+        raise ConfigError(
+            f"{where}: training-set size {size} exceeds the dataset's {n_total} training images; lower --sizes"
+        )
+    if size < batch:
+        raise ConfigError(
+            f"{where}: training-set size {size} is smaller than the batch size {batch}; "
+            "lower --batch-size or raise --sizes"
+        )
+    if spec.class_sizes is not None:
+        _check_per_class(where, "class_sizes", spec.class_sizes, len(available))
+        for k, (want, have) in enumerate(zip(spec.class_sizes, available.tolist())):
+            if not 0 <= want <= have:
+                raise ConfigError(f"{where}: class {k} asks for {want} labels but the dataset has {have}")
+    check_rate(spec.noise_rate)
+    if spec.class_noise is not None:
+        _check_per_class(where, "class_noise", spec.class_noise, len(available))
+        for rate in spec.class_noise:
+            check_rate(rate, f"{where}: per-class noise rate")
+    if not (math.isfinite(spec.lr_scale) and spec.lr_scale > 0):
+        raise ConfigError(f"{where}: lr_scale {spec.lr_scale!r} must be a positive finite number")
+    _check_noise_model(spec.noise_model)
+    _check_model(spec.model)
+
+
+def _check_per_class(where: str, what: str, values: tuple, classes: int) -> None:
+    if len(values) != classes:
+        raise ConfigError(f"{where}: {what} has {len(values)} entries; the dataset has {classes} classes")
+
+
+def validate_resume(out: Path, config: RunConfig) -> dict[str, Any]:
+    """The stored run.json of ``out``, if its config makes the same results as ``config``."""
+    meta = read_meta(Path(out))
+    try:
+        stored = RunConfig.from_dict(meta["config"]).to_dict()
+    except (ConfigError, TypeError, AttributeError, ValueError) as err:
+        raise RunDirError(f"{Path(out) / RUN_FILE} holds an unreadable config ({err}); start a new --out") from None
+    stored.pop("exec", None)  # speed settings: they never change results
+    requested = {k: v for k, v in config.to_dict().items() if k != "exec"}
+    differences = config_differences(stored, requested)
+    if differences:
+        listed = "; ".join(differences[:6]) + ("; ..." if len(differences) > 6 else "")
+        raise RunDirError(
+            f"{out} was started with a different config ({listed}); resume it with the flags it was "
+            "started with, or just --resume --out DIR to reuse its stored config, or start a new --out"
+        )
+    return meta
 
 
 def estimate_result_bytes(replicas: int, classes: int, checkpoint_bytes: int) -> int:
@@ -67,22 +142,37 @@ def estimate_result_bytes(replicas: int, classes: int, checkpoint_bytes: int) ->
 def validate_output(out: Path, resume: bool, needed_bytes: int = 1 << 20) -> None:
     """The output directory can be written, holds no run unless resuming, and has room."""
     out = Path(out)
-    if resume and not (out / RUN_FILE).exists():
-        raise RunDirError(f"--resume: {out} holds no run (no {RUN_FILE}); drop --resume to start one")
-    if not resume and (out / RUN_FILE).exists():
-        raise RunDirError(f"{out} already holds a run; pass --resume to continue it, or choose a new --out")
+    _check_run_presence(out, resume)
     existing = out
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise RunDirError(f"cannot create {out}: {existing} is a file; choose another --out")
-    import os
-
+        raise RunDirError(f"cannot create {out}: {existing} is a file, not a folder; choose another --out")
     if not os.access(existing, os.W_OK):
-        raise RunDirError(f"cannot write to {existing}; choose another --out")
+        raise RunDirError(f"cannot write to {existing} (no write permission); choose another --out")
     free = shutil.disk_usage(existing).free
     if free < needed_bytes:
         raise RunDirError(
             f"only {free / 1e6:.1f} MB free at {existing}, the results need about {needed_bytes / 1e6:.1f} MB; "
             "free some space or choose another --out"
+        )
+
+
+def _check_run_presence(out: Path, resume: bool) -> None:
+    """A fresh run needs a directory without results; --resume needs one with a run."""
+    has_run = (out / RUN_FILE).exists()
+    leftovers = [name for name in RESULT_FILES[1:] if (out / name).exists()] if out.is_dir() else []
+    if resume and not has_run:
+        if leftovers:
+            raise RunDirError(
+                f"--resume: {out} holds {', '.join(leftovers)} but no {RUN_FILE}: the run directory is damaged; "
+                f"restore {RUN_FILE} from a backup or start a new --out"
+            )
+        raise RunDirError(f"--resume: {out} holds no run (no {RUN_FILE}); drop --resume to start one")
+    if not resume and has_run:
+        raise RunDirError(f"{out} already holds a run; pass --resume to continue it, or choose a new --out")
+    if not resume and leftovers:
+        raise RunDirError(
+            f"{out} holds {', '.join(leftovers)} from an earlier run but no {RUN_FILE}; "
+            "choose a new --out (nothing there is overwritten)"
         )

@@ -1,13 +1,18 @@
-"""``python -m labelsim check RUN_DIR``: verify a run directory; exit 1 on any fault."""
+"""``python -m labelsim check RUN_DIR``: verify a run directory; exit 1 on any fault, 2 when a
+file is missing or unreadable."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from labelsim.results import RunDirError, RunStore
+from labelsim.results import ReplicaRow, RunDirError, RunStore
+
+ACCURACY_TOLERANCE = 1e-6  # replicas.csv keeps six decimals
+NOISE_TOLERANCE = 1e-6
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,32 +22,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def find_faults(store: RunStore) -> list[str]:
     """Every inconsistency between run.json, replicas.csv and confusion.npz."""
-    faults: list[str] = []
     meta, counts = store.meta, store.counts
     classes = meta.get("classes", [])
     if counts.shape[1:] != (len(classes), len(classes)):
-        faults.append(f"confusion counts are {counts.shape[1:]} per replica but run.json names {len(classes)} classes")
-        return faults
+        return [f"confusion counts are {counts.shape[1:]} per replica but run.json names {len(classes)} classes"]
+    faults: list[str] = []
     if meta.get("replicas", len(store.rows)) != len(store.rows):
         faults.append(f"run.json says {meta.get('replicas')} replicas, replicas.csv has {len(store.rows)}")
+    if (counts < 0).any() or (store.transitions < 0).any():
+        faults.append("confusion.npz holds negative counts")
     expected_rows = np.asarray(meta.get("test_class_counts", []), np.int64)
     for row in store.rows:
-        i, matrix = row.spec.replica, counts[row.spec.replica]
-        if row.status == "finished":
-            if expected_rows.size and not np.array_equal(matrix.sum(1), expected_rows):
-                faults.append(f"replica {i}: confusion rows sum to {matrix.sum(1).tolist()}, not the test class counts")
-            total = matrix.sum()
-            if total == 0 or abs(row.accuracy - np.trace(matrix) / total) > 1e-6:
-                faults.append(f"replica {i}: accuracy {row.accuracy} != trace/total of its confusion matrix")
-            if row.steps != row.total_steps:
-                faults.append(f"replica {i}: finished after {row.steps} of {row.total_steps} steps")
-        elif matrix.any():
-            faults.append(f"replica {i} is {row.status} but has confusion counts")
-        if row.status == "diverged" and row.diverged_step is None:
-            faults.append(f"replica {i} is diverged but has no diverged_step")
+        faults += _row_faults(row, counts[row.spec.replica], store.transitions[row.spec.replica], expected_rows)
     if meta.get("status") == "finished" and store.pending():
         faults.append(f"run.json says finished but {len(store.pending())} replica(s) are not")
     return faults
+
+
+def _row_faults(row: ReplicaRow, matrix: np.ndarray, transitions: np.ndarray, expected_rows: np.ndarray) -> list[str]:
+    """Faults of one replica: its counts, accuracy, steps and realized noise against its row."""
+    i, faults = row.spec.replica, []
+    if not 0 <= row.steps <= max(row.total_steps, 0):
+        faults.append(f"replica {i}: {row.steps} steps taken of {row.total_steps}")
+    if row.status == "diverged" and row.diverged_step is None:
+        faults.append(f"replica {i} is diverged but has no diverged_step")
+    if row.status == "diverged" and matrix.any():
+        faults.append(f"replica {i} is diverged (never evaluated) but has confusion counts")
+    if row.status != "finished":
+        return faults
+    if expected_rows.size and not np.array_equal(matrix.sum(1), expected_rows):
+        faults.append(
+            f"replica {i}: confusion rows sum to {matrix.sum(1).tolist()}, "
+            f"not the test class counts {expected_rows.tolist()}"
+        )
+    total = matrix.sum()
+    if total == 0 or not abs(row.accuracy - np.trace(matrix) / total) <= ACCURACY_TOLERANCE:
+        faults.append(f"replica {i}: accuracy {row.accuracy} != trace/total of its confusion matrix")
+    if row.steps != row.total_steps:
+        faults.append(f"replica {i}: finished after {row.steps} of {row.total_steps} steps")
+    size = sum(row.spec.class_sizes) if row.spec.class_sizes is not None else row.spec.train_size
+    labels = int(transitions.sum())
+    if labels != size:
+        faults.append(f"replica {i}: label transitions count {labels} labels, its training set has {size}")
+    elif not abs(row.realized_noise - (1 - np.trace(transitions) / labels)) <= NOISE_TOLERANCE:
+        faults.append(f"replica {i}: realized noise {row.realized_noise} != the changed share of its labels")
+    return faults
+
+
+def find_notes(store: RunStore) -> list[str]:
+    """Harmless states a kill can leave, which --resume repairs."""
+    return [
+        f"replica {row.spec.replica} is {row.status} but confusion.npz already holds its counts "
+        "(the run stopped between two writes; --resume retrains and overwrites them)"
+        for row in store.rows
+        if row.status in ("pending", "running") and store.counts[row.spec.replica].any()
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,13 +84,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = RunStore.open(args.run_dir)
     except RunDirError as err:
-        print(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
         return 2
     faults = find_faults(store)
+    for note in find_notes(store):
+        print(f"note: {note}")
     for fault in faults:
         print(f"fault: {fault}")
     done = sum(r.status == "finished" for r in store.rows)
     diverged = sum(r.status == "diverged" for r in store.rows)
     verdict = "FAULTY" if faults else "ok"
-    print(f"{verdict}: {args.run_dir}: {len(store.rows)} replicas, {done} finished, {diverged} diverged, {len(faults)} fault(s)")
+    print(
+        f"{verdict}: {args.run_dir}: {len(store.rows)} replicas, {done} finished, {diverged} diverged, "
+        f"{len(faults)} fault(s)"
+    )
     return 1 if faults else 0
