@@ -22,8 +22,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-BN_MOMENTUM = 0.9  # flax decay of the running averages = 1 - PyTorch's momentum 0.1
-BN_EPSILON = 1e-5  # PyTorch BatchNorm2d default
+from labelsim.models.layers import TORCH_BATCH_NORM, batch_norm
+
 STEM = 192
 # Channels per block at width 64: (1x1, 3x3 reduce, 3x3, double-3x3 reduce, double-3x3,
 # pool projection); the block's output is the sum of the 1st, 3rd, 5th and 6th.
@@ -52,12 +52,7 @@ class ConvBN(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         k = (self.kernel, self.kernel)
         x = nn.Conv(self.features, k, padding="SAME", dtype=self.dtype)(x)
-        x = nn.BatchNorm(
-            use_running_average=not train,
-            momentum=BN_MOMENTUM,
-            epsilon=BN_EPSILON,
-            dtype=self.dtype,
-        )(x)
+        x = batch_norm(train, self.dtype, TORCH_BATCH_NORM)(x)
         return nn.relu(x)
 
 

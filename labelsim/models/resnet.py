@@ -23,8 +23,9 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-BN_MOMENTUM = 0.9  # flax decay of the running averages = 1 - PyTorch's momentum 0.1
-BN_EPSILON = 1e-5  # PyTorch BatchNorm2d default
+from labelsim.models.layers import TORCH_BATCH_NORM, batch_norm
+
+BN_MOMENTUM, BN_EPSILON = TORCH_BATCH_NORM
 STAGES = (2, 2, 2, 2)  # BasicBlocks per stage: ResNet-18
 
 
@@ -68,12 +69,7 @@ class ResNet18(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         x = x.astype(self.dtype)
         x = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
-        x = nn.BatchNorm(
-            use_running_average=not train,
-            momentum=BN_MOMENTUM,
-            epsilon=BN_EPSILON,
-            dtype=self.dtype,
-        )(x)
+        x = batch_norm(train, self.dtype, TORCH_BATCH_NORM)(x)
         x = nn.relu(x)
         for stage, blocks in enumerate(STAGES):
             for block in range(blocks):

@@ -11,11 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-CONV_IMPLS = ("xla", "patches")
+from labelsim.models.layers import KERAS_BATCH_NORM, batch_norm
 
-# Keras BatchNormalization defaults, which the study's recipe used.
-BN_MOMENTUM = 0.99
-BN_EPSILON = 1e-3
+CONV_IMPLS = ("xla", "patches")
 
 
 class PatchConv(nn.Module):
@@ -66,12 +64,7 @@ class SmallCNN(nn.Module):
                 else:
                     x = nn.Conv(features, (3, 3), padding="SAME", dtype=self.dtype, name=name)(x)
                 x = nn.elu(x)
-                x = nn.BatchNorm(
-                    use_running_average=not train,
-                    momentum=BN_MOMENTUM,
-                    epsilon=BN_EPSILON,
-                    dtype=self.dtype,
-                )(x)
+                x = batch_norm(train, self.dtype, KERAS_BATCH_NORM)(x)
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
             x = nn.Dropout(rate, deterministic=not train)(x)
         x = x.reshape((x.shape[0], -1))
