@@ -79,6 +79,9 @@ class GridConfig:
     seed: int = 0
 
 
+REPLICA_STRATEGIES = ("vmap", "map", "loop")  # how the replica axis runs; "auto" picks per backend
+
+
 @dataclass(frozen=True)
 class ExecConfig:
     """How the batched computation runs; changes speed, never results."""

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from labelsim.augment import augment_batch
-from labelsim.config import ConfigError, RecipeConfig
+from labelsim.config import REPLICA_STRATEGIES, ConfigError, RecipeConfig
 
 Pytree = Any
 
@@ -178,9 +178,6 @@ def make_init(model: nn.Module, recipe: RecipeConfig, image_shape: tuple[int, ..
         )
 
     return jax.jit(init)
-
-
-REPLICA_STRATEGIES = ("vmap", "map", "loop")
 
 
 def make_chunk(

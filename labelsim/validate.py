@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from labelsim.config import ConfigError, ReplicaSpec, RunConfig, check_rate
+from labelsim.config import REPLICA_STRATEGIES, ConfigError, ReplicaSpec, RunConfig, check_rate
 from labelsim.results import RESULT_FILES, RUN_FILE, RunDirError, config_differences, read_meta
 
-KNOWN_STRATEGIES = ("auto", "vmap", "map", "loop")
+KNOWN_STRATEGIES = ("auto", *REPLICA_STRATEGIES)
 
 
 def validate_config(config: RunConfig) -> None:
