@@ -172,11 +172,18 @@ def pairflip_labels(
     class_rates: np.ndarray | None = None,
 ) -> np.ndarray:
     """round(r_k * n_k) records of each class k move to class (k + 1) mod C."""
-    rates = _rates(rate, class_rates, num_classes)
+    targets = {k: (k + 1) % num_classes for k in range(num_classes)}
+    return _flip_classes(labels, _rates(rate, class_rates, num_classes), rng, num_classes, targets)
+
+
+def _flip_classes(
+    labels: np.ndarray, rates: np.ndarray, rng: np.random.Generator, num_classes: int, targets: dict[int, int]
+) -> np.ndarray:
+    """round(rates[k] * n_k) records of each source class k move to ``targets[k]``."""
     n_k = class_counts(labels, num_classes)
     moves = np.zeros((num_classes, num_classes), np.int64)
-    for k in range(num_classes):
-        moves[k, (k + 1) % num_classes] = int(round(rates[k] * n_k[k]))
+    for source, target in targets.items():
+        moves[source, target] = int(round(rates[source] * n_k[source]))
     return move_counts(labels, rng, moves)
 
 
@@ -196,11 +203,7 @@ def cifar10_semantic_labels(
             "use 'pairflip' or 'matrix' for other datasets"
         )
     rates = _rates(rate, class_rates, num_classes)
-    n_k = class_counts(labels, num_classes)
-    moves = np.zeros((num_classes, num_classes), np.int64)
-    for source, target in CIFAR10_SEMANTIC_FLIPS.items():
-        moves[source, target] = int(round(rates[source] * n_k[source]))
-    return move_counts(labels, rng, moves)
+    return _flip_classes(labels, rates, rng, num_classes, dict(CIFAR10_SEMANTIC_FLIPS))
 
 
 def check_matrix(matrix: np.ndarray, num_classes: int) -> np.ndarray:
