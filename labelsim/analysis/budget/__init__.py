@@ -1,0 +1,178 @@
+"""Labeling-budget optimizer: how many labels of which tier to buy for each class.
+
+The package: ``tiers`` (labeling tiers and per-class values read from text or files),
+``curves`` (each class's predicted accuracy against its label count and noise rate),
+``problem`` (the budget question and its checks), ``solver`` (candidate purchases per class
+and the exact knapsack; its docstring describes the solver), ``plans`` (plans, the
+optimizer and the simple strategies) and ``answer`` (budget sweeps, costs to reach a
+target, measured vs predicted, JSON); ``errors`` holds BudgetError. Every public name is
+importable from this package.
+
+Predictive model
+----------------
+Each labeling tier t has a price per label p_t and an expected label-noise rate eps_t.
+Buying n_kt labels of class k from tier t gives class k a label count and an effective
+noise rate
+
+    n_k = sum_t n_kt,        eps_k = sum_t n_kt * eps_t / n_k.
+
+Class k's predicted accuracy depends on its own (n_k, eps_k) only:
+
+    acc_k(n_k, eps_k) = V_k(n_k) - s_k * eps_k,      V_k(n) = a_k - b_k * n^(-c_k),
+
+where V_k is the class's volume fit (accuracy against its per-class label count, measured
+without noise; the fit may instead pick the saturating form a_k - b_k * exp(-n / c_k)) and
+s_k its noise slope (accuracy lost per unit noise rate, measured on the full training set).
+When the run has a joint fit of count and noise (a noise x size cross grid), its
+prediction replaces this sum, so the noise slope may change with n_k. A negative slope is
+taken as zero (the model never rewards noise), and predictions are clipped to [0, 1].
+A label of class k from tier t costs p_t times the class's price multiplier (1 unless
+given); a plan's cost is the sum over classes and tiers.
+
+Overall accuracy is the mean of the per-class accuracies (the accuracy on a test set with
+equal numbers of each class). The objective is that mean (default), a weighted mean, or the
+worst class's accuracy (then, among plans with the best worst class, the best mean).
+
+Intervals come from the fits' bootstrap samples: each resampled set of a class's fit
+parameters gives one prediction, and an interval is the 2.5-97.5 percentile range (samples
+are paired across classes by index for the overall accuracy). They carry the uncertainty
+of the fits, not the spread between two trainings of the same plan.
+
+Limits:
+
+- Other classes' labels matter too: a class's errors are other classes' false positives,
+  and a noisy label of one class is a wrong example of another. The model ignores that.
+- The fits are valid only within the measured range. A plan never gives a class fewer
+  labels than the smallest per-class count the run measured (a budget too small for that
+  is an error that states the minimum), nor more than the largest measured count times
+  ``extrapolate`` (1 by default: no extrapolation in volume), nor more than the images
+  available. A simple strategy stops buying for a class at that ceiling; a strategy that
+  leaves a class below the floor has no prediction at that budget. A noise rate above the
+  largest measured one extends the fitted line, with a warning.
+- Noise is measured with the run's noise model (the fitted one when a run has several)
+  and a tier's rate is read in its units. Under the study's shuffle protocol a rate r
+  permutes the labels of a fraction r of the records, so some keep their true class and
+  only about r * (C - 1) / C end up wrong; if a tier's rate is its fraction of wrong
+  labels, the model predicts only about (C - 1) / C of the accuracy that noise costs (90%
+  with 10 classes). ``--simulate`` trains the plans, with per-class noise that makes
+  exactly the tier's fraction of labels wrong, and shows measured beside predicted
+  accuracy.
+"""
+
+from __future__ import annotations
+
+from labelsim.analysis.budget.answer import (
+    BudgetResult,
+    cost_curves,
+    cost_to_reach,
+    measured_vs_predicted,
+    plan_budget,
+    plan_to_dict,
+    result_to_dict,
+    sweep_budgets,
+)
+from labelsim.analysis.budget.curves import (
+    ClassCurve,
+    Predictor,
+    curves_from_fits,
+    power_law_curve,
+)
+from labelsim.analysis.budget.errors import BudgetError
+from labelsim.analysis.budget.plans import (
+    OPTIMIZED,
+    Optimizer,
+    Plan,
+    build_optimizer,
+    equal_counts,
+    evaluate_plan,
+    objective_value,
+    optimize,
+    plan_cost,
+    pooled_counts,
+    predict_counts,
+    simple_strategies,
+    strategy_names,
+)
+from labelsim.analysis.budget.problem import (
+    DEFAULT_LEVELS,
+    DEFAULT_MAX_CELLS,
+    OBJECTIVES,
+    BudgetProblem,
+    check_affordable,
+    check_problem,
+    minimum_cost,
+)
+from labelsim.analysis.budget.solver import (
+    ClassOptions,
+    CostGrid,
+    Table,
+    backtrack,
+    class_options,
+    composition_frontier,
+    cost_grid,
+    knapsack_table,
+    label_step,
+    option_cells,
+    solve,
+    worst_level,
+)
+from labelsim.analysis.budget.tiers import (
+    Tier,
+    check_tier,
+    check_tiers,
+    parse_class_values,
+    parse_tier,
+)
+
+__all__ = [
+    "DEFAULT_LEVELS",
+    "DEFAULT_MAX_CELLS",
+    "OBJECTIVES",
+    "OPTIMIZED",
+    "BudgetError",
+    "BudgetProblem",
+    "BudgetResult",
+    "ClassCurve",
+    "ClassOptions",
+    "CostGrid",
+    "Optimizer",
+    "Plan",
+    "Predictor",
+    "Table",
+    "Tier",
+    "backtrack",
+    "build_optimizer",
+    "check_affordable",
+    "check_problem",
+    "check_tier",
+    "check_tiers",
+    "class_options",
+    "composition_frontier",
+    "cost_curves",
+    "cost_grid",
+    "cost_to_reach",
+    "curves_from_fits",
+    "equal_counts",
+    "evaluate_plan",
+    "knapsack_table",
+    "label_step",
+    "measured_vs_predicted",
+    "minimum_cost",
+    "objective_value",
+    "optimize",
+    "option_cells",
+    "parse_class_values",
+    "parse_tier",
+    "plan_budget",
+    "plan_cost",
+    "plan_to_dict",
+    "pooled_counts",
+    "power_law_curve",
+    "predict_counts",
+    "result_to_dict",
+    "simple_strategies",
+    "solve",
+    "strategy_names",
+    "sweep_budgets",
+    "worst_level",
+]

@@ -1,0 +1,145 @@
+"""The budget question: curves, tiers, budget and per-class options, its checks, and the
+cheapest useful plan (every class at the smallest count the run measured)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from labelsim.analysis.budget.curves import ClassCurve
+from labelsim.analysis.budget.errors import BudgetError
+from labelsim.analysis.budget.tiers import Tier, check_tiers
+
+OBJECTIVES = ("mean", "worst")
+DEFAULT_LEVELS = 40  # label-count grid points per class when the step is automatic
+DEFAULT_MAX_CELLS = 20000  # cost cells of the dynamic programme
+
+
+@dataclass(frozen=True)
+class BudgetProblem:
+    """A budget question: curves, tiers, budget and the per-class options.
+
+    ``price_multipliers``, ``available`` and ``weights`` are per class (None = 1, no limit,
+    1). ``step`` is the label step (0 = automatic). ``extrapolate`` scales the largest
+    measured count to the most labels a class may get.
+    """
+
+    curves: tuple[ClassCurve, ...]
+    tiers: tuple[Tier, ...]
+    budget: float
+    price_multipliers: tuple[float, ...] | None = None
+    available: tuple[int, ...] | None = None
+    weights: tuple[float, ...] | None = None
+    objective: str = "mean"
+    step: int = 0
+    extrapolate: float = 1.0
+    levels: int = DEFAULT_LEVELS
+    max_cells: int = DEFAULT_MAX_CELLS
+
+    def __post_init__(self) -> None:
+        check_problem(self)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names in order."""
+        return tuple(c.name for c in self.curves)
+
+    def multipliers(self) -> np.ndarray:
+        """Per-class price multipliers (K,)."""
+        k = len(self.curves)
+        return np.ones(k) if self.price_multipliers is None else np.asarray(self.price_multipliers, float)
+
+    def weight_vector(self) -> np.ndarray:
+        """Per-class objective weights (K,)."""
+        k = len(self.curves)
+        return np.ones(k) if self.weights is None else np.asarray(self.weights, float)
+
+    def prices(self) -> np.ndarray:
+        """Per-class, per-tier price of one label (K, T)."""
+        return self.multipliers()[:, None] * np.array([t.price for t in self.tiers])[None, :]
+
+    def noise_rates(self) -> np.ndarray:
+        """Per-tier noise rates (T,)."""
+        return np.array([t.noise for t in self.tiers])
+
+    def floors(self) -> np.ndarray:
+        """Fewest labels a class may get: its smallest measured count (K,)."""
+        return np.array([math.ceil(c.n_range[0] - 1e-9) for c in self.curves], dtype=np.int64)
+
+    def ceilings(self) -> np.ndarray:
+        """Most labels a class may get: measured maximum x extrapolate, capped by availability (K,)."""
+        top = np.array([math.floor(c.n_range[1] * self.extrapolate + 1e-9) for c in self.curves])
+        if self.available is not None:
+            top = np.minimum(top, np.asarray(self.available))
+        return top.astype(np.int64)
+
+    def with_budget(self, budget: float) -> BudgetProblem:
+        """The same problem at another budget."""
+        return dataclasses.replace(self, budget=float(budget))
+
+
+def check_problem(problem: BudgetProblem) -> None:
+    """Raise BudgetError for any input that cannot be planned, saying what to change."""
+    k = len(problem.curves)
+    if k == 0:
+        raise BudgetError("no classes to plan for; the run's fits list no class")
+    check_tiers(problem.tiers)
+    if not (math.isfinite(problem.budget) and problem.budget > 0):
+        raise BudgetError(f"budget {problem.budget!r} must be a positive amount; give --budget")
+    if problem.objective not in OBJECTIVES:
+        raise BudgetError(f"objective {problem.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    _check_per_class(problem.price_multipliers, k, "price multiplier", positive=True)
+    _check_per_class(problem.weights, k, "weight", positive=False)
+    if problem.weights is not None and not any(w > 0 for w in problem.weights):
+        raise BudgetError("every class weight is zero; give at least one positive weight")
+    _check_per_class(problem.available, k, "available count", positive=False)
+    if problem.step < 0:
+        raise BudgetError(f"label step {problem.step} must be >= 0 (0 = automatic); fix --step")
+    if problem.levels < 1 or problem.max_cells < 10:
+        raise BudgetError("levels must be >= 1 and max_cells >= 10")
+    if not (math.isfinite(problem.extrapolate) and problem.extrapolate >= 1.0):
+        raise BudgetError(f"extrapolate {problem.extrapolate!r} must be >= 1 (1 = no extrapolation)")
+    _check_room(problem)
+
+
+def _check_per_class(values: Sequence[float] | None, k: int, what: str, *, positive: bool) -> None:
+    if values is None:
+        return
+    if len(values) != k:
+        raise BudgetError(f"{len(values)} {what}s given for {k} classes; give one per class")
+    for v in values:
+        bad = not math.isfinite(v) or v < 0 or (positive and v == 0)
+        if bad:
+            bound = "positive" if positive else "zero or more"
+            raise BudgetError(f"{what} {v!r} is not allowed; each must be {bound}")
+
+
+def _check_room(problem: BudgetProblem) -> None:
+    floors, ceilings = problem.floors(), problem.ceilings()
+    for name, lo, hi in zip(problem.classes, floors, ceilings):
+        if hi < lo:
+            raise BudgetError(
+                f"class {name} can get at most {hi} labels (images available), fewer than the "
+                f"smallest count the run measured ({lo}); the fits cannot predict it: raise "
+                "--available or measure smaller sizes"
+            )
+
+
+def minimum_cost(problem: BudgetProblem) -> float:
+    """Cost of the cheapest useful plan: every class at its floor from its cheapest tier."""
+    return float(np.sum(problem.floors() * problem.prices().min(axis=1)))
+
+
+def check_affordable(problem: BudgetProblem) -> None:
+    """Raise BudgetError when the budget is below the cheapest useful plan."""
+    least = minimum_cost(problem)
+    if problem.budget < least - 1e-9:
+        raise BudgetError(
+            f"budget {problem.budget:,.2f} is below the cheapest useful plan, {least:,.2f} "
+            "(each class at the smallest count the run measured, from the cheapest tier); "
+            f"give --budget {math.ceil(least * 100) / 100:.2f} or more"
+        )
