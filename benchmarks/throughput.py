@@ -28,7 +28,7 @@ from labelsim.config import ExecConfig, ModelConfig, RecipeConfig, ReplicaSpec, 
 from labelsim.data import Dataset  # noqa: E402
 from labelsim.grid import replica_keys  # noqa: E402
 from labelsim.prepare import prepare_replica  # noqa: E402
-from labelsim.runner import SlotTrainer  # noqa: E402
+from labelsim.runner import SlotTrainer, backend_defaults  # noqa: E402
 
 
 def random_dataset(n: int, size: int, seed: int = 0) -> Dataset:
@@ -76,6 +76,7 @@ def measure(config: RunConfig, dataset: Dataset, replicas: int, calls: int, sequ
         "replicas": replicas,
         "strategy": config.exec.replica_strategy,
         "conv": config.model.conv,
+        "loop_group": backend_defaults(config, trainer.steps)[3] if trainer.strategy == "loop" else None,
         "batched_img_s": images / run_s,
         "batched_compile_s": compile_s,
     }
@@ -104,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--dtype", default="auto", help="compute dtype: auto, float32, bfloat16")
     p.add_argument("--conv", default="xla", help="comma-separated small_cnn conv implementations: xla, patches")
+    p.add_argument("--loop-groups", default="0", help='comma-separated "loop" group sizes (0: backend default)')
     p.add_argument("--no-sequential", action="store_true", help="skip the one-after-another baseline")
     p.add_argument("--name", default="throughput", help="results file name under benchmarks/results/")
     return p.parse_args(argv)
@@ -114,16 +116,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     dataset = random_dataset(args.images, args.size)
     rows = []
-    for strategy, conv in ((s, c) for s in args.strategies.split(",") for c in args.conv.split(",")):
+    groups = [int(g) for g in args.loop_groups.split(",")]
+    variants = [(s, c, g) for s in args.strategies.split(",") for c in args.conv.split(",") for g in groups]
+    for strategy, conv, group in variants:
+        if strategy != "loop" and group != groups[0]:
+            continue  # the group size only matters to "loop"
         for replicas in (int(r) for r in args.replicas.split(",")):
             config = RunConfig(
                 model=ModelConfig(width=args.width, conv=conv),
                 recipe=RecipeConfig(epochs=10_000, batch_size=args.batch_size, compute_dtype=args.dtype),
-                exec=ExecConfig(steps_per_call=args.steps_per_call, replica_strategy=strategy),
+                exec=ExecConfig(steps_per_call=args.steps_per_call, replica_strategy=strategy, loop_group=group),
             )
             rows.append(measure(config, dataset, replicas, args.calls, not args.no_sequential))
             print_table(rows[-1:], list(rows[-1]))
-    print_table(rows, ["strategy", "conv", "replicas", "batched_img_s", "sequential_img_s", "speedup", "batched_compile_s"])
+    print_table(rows, ["strategy", "conv", "loop_group", "replicas", "batched_img_s", "sequential_img_s", "speedup", "batched_compile_s"])
     settings = {k: v for k, v in vars(args).items() if k != "name"}
     print("saved", save_json(args.name, {"settings": settings, "rows": rows}))
 

@@ -94,6 +94,9 @@ class ExecConfig:
     # program. On CPU, XLA's grouped-conv backward and rolled loops are several times slower
     # than one replica's program (benchmarks/throughput.py), so "auto" = loop on CPU, else vmap.
     replica_strategy: str = "auto"
+    # "loop": replicas per program call, independent computations that XLA:CPU runs side by
+    # side on its cores; 0 = per backend default (2)
+    loop_group: int = 0
     checkpoint_seconds: float = 60.0  # minimum wall time between checkpoints
     eval_batch: int = 1000  # test images per evaluation step
     # With slots = 0, the slots may fill this fraction of each device's free memory (measured

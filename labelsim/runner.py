@@ -65,11 +65,11 @@ def compute_dtype(config: RunConfig) -> Any:
     return jnp.dtype(choice)
 
 
-def backend_defaults(config: RunConfig, min_steps_per_epoch: int) -> tuple[int, int, str]:
-    """(steps per call, scan unroll, replica strategy) for this backend.
+def backend_defaults(config: RunConfig, min_steps_per_epoch: int) -> tuple[int, int, str, int]:
+    """(steps per call, scan unroll, replica strategy, "loop" group size) for this backend.
 
     On CPU XLA's rolled loops and batched grouped convolutions are slow, so the few steps of a
-    call are unrolled and replicas take turns through one one-replica program ("loop"; see
+    call are unrolled and replicas take turns, two at a time, through one program ("loop"; see
     benchmarks/results/throughput_cpu.json). A call never spans more than two epochs of a
     replica (see ``make_chunk``).
 
@@ -84,7 +84,10 @@ def backend_defaults(config: RunConfig, min_steps_per_epoch: int) -> tuple[int, 
     strategy = config.exec.replica_strategy
     if strategy == "auto":
         strategy = "loop" if cpu else "vmap"
-    return steps, unroll, strategy
+    group = config.exec.loop_group or 2
+    if group < 1:
+        raise ConfigError(f"loop_group {group} must be a positive number of replicas (or 0 for the default)")
+    return steps, unroll, strategy, group
 
 
 def git_commit() -> str | None:
@@ -173,7 +176,7 @@ class SlotTrainer:
         )
         self.normalize = Normalizer.fit(dataset.x_train)
         min_size = min_train_size or len(dataset.y_train)
-        self.steps, unroll, strategy = backend_defaults(config, steps_per_epoch(min_size, recipe.batch_size))
+        self.steps, unroll, strategy, group = backend_defaults(config, steps_per_epoch(min_size, recipe.batch_size))
         self.n_train = len(dataset.y_train)
         self.slots = _round_to_devices(slots)
         self.strategy = strategy
@@ -183,7 +186,7 @@ class SlotTrainer:
         self.x_test, self.y_test = _padded_test(dataset, config.exec.eval_batch)  # this process's first device
         self.init_one = make_init(self.model, recipe, dataset.x_train.shape[1:])
         train_step = make_train_step(self.model, recipe, self.normalize)
-        build = lambda name: make_chunk(train_step, self.steps, unroll, name)  # noqa: E731
+        build = lambda name: make_chunk(train_step, self.steps, unroll, name, group)  # noqa: E731
         self.chunk = build(strategy) if self.mesh.size == 1 else distributed.sharded_chunk(build, strategy, self.mesh)
         self.confusion = make_confusion(self.model, self.normalize, dataset.num_classes)
         one_state = self.init_one(jnp.asarray(jax.random.PRNGKey(0)))
@@ -299,12 +302,13 @@ def slot_memory(config: RunConfig, dataset: Dataset, model_name: str) -> tuple[i
     A slot holds its state and data. With "vmap" the program's temporaries grow with the slots
     too, so the chunk is compiled for one slot and its memory analysis read (arguments +
     unaliased outputs + temporaries, less the shared images); "loop" and "map" run one replica
-    at a time, whose temporaries the headroom left by ``memory_fraction`` covers.
+    (or one small "loop" group) at a time, whose temporaries the headroom left by
+    ``memory_fraction`` covers.
     """
     recipe = config.recipe
     shape = dataset.x_train.shape
     model = get_model(model_name, dataset.num_classes, config.model.width, compute_dtype(config), config.model.conv)
-    steps, unroll, strategy = backend_defaults(config, steps_per_epoch(len(dataset.y_train), recipe.batch_size))
+    steps, unroll, strategy, _ = backend_defaults(config, steps_per_epoch(len(dataset.y_train), recipe.batch_size))
     init_one = make_init(model, recipe, shape[1:])
     state = jax.eval_shape(init_one, jax.ShapeDtypeStruct((2,), jnp.uint32))
     data = _idle_replica_data(len(dataset.y_train), recipe.batch_size)

@@ -181,10 +181,11 @@ def make_init(model: nn.Module, recipe: RecipeConfig, image_shape: tuple[int, ..
 
 
 def make_chunk(
-    train_step: Callable, steps: int, unroll: int | bool, strategy: str
+    train_step: Callable, steps: int, unroll: int | bool, strategy: str, group: int = 1
 ) -> Callable[[TrainState, ReplicaData, jnp.ndarray], tuple[TrainState, jnp.ndarray]]:
     """Jitted ``chunk(states, data, images) -> (states, losses (R, steps))``: ``steps`` train
-    steps of every replica in one call; the states' buffers are donated.
+    steps of every replica in one call; the states' buffers are donated. ``group`` is how many
+    replicas one program of the "loop" strategy trains (see ``_python_loop``).
 
     A chunk must not span more than two epochs of any replica (``steps`` <= its steps per
     epoch): the two epoch orders are drawn once per chunk instead of once per step.
@@ -208,36 +209,49 @@ def make_chunk(
             return jax.lax.map(lambda sd: one_replica(sd[0], sd[1], images), (states, data))
 
     elif strategy == "loop":
-        return _python_loop(jax.jit(one_replica))
+        return _python_loop(one_replica, group)
     else:
         raise ConfigError(f"unknown replica strategy {strategy!r}; choose one of: {', '.join(REPLICA_STRATEGIES)}")
     return jax.jit(batched, donate_argnums=0)
 
 
-def _python_loop(one_replica: Callable) -> Callable:
-    """Replicas one after another from Python, each through the same one-replica program.
+def _python_loop(one_replica: Callable, group: int) -> Callable:
+    """Replicas take turns from Python through one program that trains ``group`` of them.
 
-    On CPU this beats both batched forms: XLA's grouped-convolution backward and its rolled
-    loops (``lax.map``) are several times slower there than one replica's plain program.
+    The replicas of a group are independent computations in one program, which XLA:CPU runs
+    side by side on its cores, so a group keeps more of the CPU busy than one replica's
+    convolutions do alone (benchmarks/results/throughput_cpu.json). On CPU this beats both
+    batched forms: XLA's grouped-convolution backward and its rolled loops (``lax.map``) are
+    several times slower there than one replica's plain program. Only slots with steps left
+    run; a last group with fewer than ``group`` of them runs one replica at a time, so at most
+    two programs are compiled.
     """
-    take = jax.jit(lambda tree, i: jax.tree.map(lambda x: x[i], tree))
-    put = jax.jit(lambda tree, i, one: jax.tree.map(lambda x, o: x.at[i].set(o), tree, one), donate_argnums=0)
+
+    def run_group(states: TrainState, data: ReplicaData, images: jnp.ndarray, slots: jnp.ndarray):
+        outs = [
+            one_replica(jax.tree.map(lambda x: x[i], states), jax.tree.map(lambda x: x[i], data), images)  # noqa: B023
+            for i in slots
+        ]
+        trained = jax.tree.map(lambda *xs: jnp.stack(xs), *(state for state, _ in outs))
+        states = jax.tree.map(lambda x, t: x.at[slots].set(t), states, trained)
+        return states, jnp.stack([loss for _, loss in outs])
+
+    run_group = jax.jit(run_group, donate_argnums=0)
 
     def looped(states: TrainState, data: ReplicaData, images: jnp.ndarray) -> tuple[TrainState, jnp.ndarray]:
-        # Only replicas with steps left run: idle, finished and diverged slots cost nothing.
         busy = (np.asarray(states.step) < np.asarray(data.total_steps)) & (np.asarray(states.diverged_step) < 0)
-        losses = []
-        for i, run in enumerate(busy.tolist()):
-            if not run:
-                losses.append(None)
-                continue
-            index = jnp.int32(i)
-            state, loss = one_replica(take(states, index), take(data, index), images)
-            states = put(states, index, state)
-            losses.append(loss)
-        steps = next((loss.shape[0] for loss in losses if loss is not None), 1)
+        slots = np.flatnonzero(busy).astype(np.int32)
+        whole = len(slots) - len(slots) % group
+        batches = [slots[i : i + group] for i in range(0, whole, group)] + [slots[i : i + 1] for i in range(whole, len(slots))]
+        losses: dict[int, jnp.ndarray] = {}
+        for batch in batches:
+            states, loss = run_group(states, data, images, jnp.asarray(batch))
+            losses.update((int(slot), loss[j]) for j, slot in enumerate(batch))
+        steps = next(iter(losses.values())).shape[0] if losses else 1
         idle = jnp.full((steps,), jnp.nan, jnp.float32)
-        return states, jnp.stack([idle if loss is None else loss for loss in losses])
+        return states, jnp.stack([losses.get(i, idle) for i in range(len(busy))])
+
+    looped.program = run_group  # the jitted group program (tests count its compilations)
     return looped
 
 

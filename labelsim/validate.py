@@ -60,8 +60,8 @@ def _validate_exec(config: RunConfig) -> None:
         raise ConfigError(
             f"unknown replica strategy {run.replica_strategy!r}; choose one of: {', '.join(KNOWN_STRATEGIES)}"
         )
-    if run.slots < 0 or run.steps_per_call < 0 or run.unroll < 0:
-        raise ConfigError("slots, steps per call and unroll must be >= 0 (0 picks a default)")
+    if run.slots < 0 or run.steps_per_call < 0 or run.unroll < 0 or run.loop_group < 0:
+        raise ConfigError("slots, steps per call, unroll and loop group must be >= 0 (0 picks a default)")
     if run.eval_batch < 1:
         raise ConfigError(f"eval batch is {run.eval_batch}; it must be at least 1")
     if not run.checkpoint_seconds >= 0:

@@ -21,12 +21,14 @@ from labelsim.train import epoch_order, l2_penalty, learning_rate
 DATA = make_synthetic(256, 64, 8, seed=3)
 
 
-def tiny_config(strategy: str, steps_per_call: int = 2, conv: str = "xla") -> RunConfig:
+def tiny_config(strategy: str, steps_per_call: int = 2, conv: str = "xla", loop_group: int = 0) -> RunConfig:
     """A model and recipe small enough to compile and run in seconds on a CPU."""
     return RunConfig(
         model=ModelConfig(width=4, conv=conv),
         recipe=RecipeConfig(epochs=3, batch_size=32, lr_decays=((1, 5e-4),)),
-        exec=ExecConfig(steps_per_call=steps_per_call, replica_strategy=strategy, eval_batch=64),
+        exec=ExecConfig(
+            steps_per_call=steps_per_call, replica_strategy=strategy, eval_batch=64, loop_group=loop_group
+        ),
     )
 
 
@@ -50,9 +52,9 @@ def trained(config: RunConfig, specs: list[ReplicaSpec], calls: int) -> SlotTrai
 
 
 @lru_cache(maxsize=None)
-def batched(strategy: str) -> SlotTrainer:
+def batched(strategy: str, loop_group: int = 0) -> SlotTrainer:
     """The three SPECS trained together for 3 chunks of 2 steps (crossing an epoch of replica 2)."""
-    return trained(tiny_config(strategy), SPECS, calls=3)
+    return trained(tiny_config(strategy, loop_group=loop_group), SPECS, calls=3)
 
 
 def slot_params(trainer: SlotTrainer, slot: int) -> list[np.ndarray]:
@@ -75,12 +77,29 @@ def test_replicas_differ_from_each_other() -> None:
     assert max(float(np.abs(a - b).max()) for a, b in zip(first, second)) > 1e-3
 
 
-@pytest.mark.parametrize("strategy", ["map", "loop"])
-def test_replica_strategies_agree_with_vmap(strategy: str) -> None:
-    by_vmap, by_map = batched("vmap"), batched(strategy)
+@pytest.mark.parametrize("strategy, loop_group", [("map", 0), ("loop", 1), ("loop", 2), ("loop", 3)])
+def test_replica_strategies_agree_with_vmap(strategy: str, loop_group: int) -> None:
+    # Loop groups of 2 over 3 slots: a pair, then the odd slot alone; a group of 3: all at once.
+    by_vmap, other = batched("vmap"), batched(strategy, loop_group)
     for slot in range(len(SPECS)):
-        for a, b in zip(slot_params(by_vmap, slot), slot_params(by_map, slot)):
+        assert int(other.states.step[slot]) == int(by_vmap.states.step[slot]) == 6
+        for a, b in zip(slot_params(by_vmap, slot), slot_params(other, slot)):
             np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_loop_groups_compile_at_most_two_programs_and_skip_finished_slots() -> None:
+    trainer = trained(tiny_config("loop", loop_group=2), SPECS, calls=1)
+    losses = trainer.advance()
+    assert losses.shape == (3, 2) and np.isfinite(losses).all()
+    for _ in range(4):
+        trainer.advance()
+    steps, _ = trainer.progress()
+    assert steps.tolist() == [12, 12, 12]  # slot 2 (128 images) has taken all of its 12 steps
+    losses = trainer.advance()  # slots 0 and 1 (256 images, 24 steps) go on; slot 2 is done
+    steps, _ = trainer.progress()
+    assert steps.tolist() == [14, 14, 12]
+    assert np.isnan(losses[2]).all() and np.isfinite(losses[:2]).all()
+    assert trainer.chunk.program._cache_size() == 2  # the pair, and the odd slot alone
 
 
 def test_patch_convolutions_train_like_xla_convolutions() -> None:
