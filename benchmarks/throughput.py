@@ -28,7 +28,7 @@ from labelsim.config import ExecConfig, ModelConfig, RecipeConfig, ReplicaSpec, 
 from labelsim.data import Dataset  # noqa: E402
 from labelsim.grid import replica_keys  # noqa: E402
 from labelsim.prepare import prepare_replica  # noqa: E402
-from labelsim.runner import SlotTrainer, backend_defaults  # noqa: E402
+from labelsim.runner import SlotTrainer  # noqa: E402
 
 
 def random_dataset(n: int, size: int, seed: int = 0) -> Dataset:
@@ -76,7 +76,7 @@ def measure(config: RunConfig, dataset: Dataset, replicas: int, calls: int, sequ
         "replicas": replicas,
         "strategy": config.exec.replica_strategy,
         "conv": config.model.conv,
-        "loop_group": backend_defaults(config, trainer.steps)[3] if trainer.strategy == "loop" else None,
+        "loop_group": trainer.loop_group if trainer.strategy == "loop" else None,
         "batched_img_s": images / run_s,
         "batched_compile_s": compile_s,
     }

@@ -69,9 +69,11 @@ def backend_defaults(config: RunConfig, min_steps_per_epoch: int) -> tuple[int, 
     """(steps per call, scan unroll, replica strategy, "loop" group size) for this backend.
 
     On CPU XLA's rolled loops and batched grouped convolutions are slow, so the few steps of a
-    call are unrolled and replicas take turns, two at a time, through one program ("loop"; see
-    benchmarks/results/throughput_cpu.json). A call never spans more than two epochs of a
-    replica (see ``make_chunk``).
+    call are unrolled and replicas take turns through one program ("loop"). That program trains
+    one replica by default: groups of 2-4 train the study's full-size CNN 1.1-1.3x faster on 2
+    cores, but gain nothing for smaller models and take 1.5-3x longer to compile
+    (benchmarks/results/throughput_cpu.json), so they are an option (``exec.loop_group``). A call
+    never spans more than two epochs of a replica (see ``make_chunk``).
 
     The choice does not depend on the device count: with several devices every strategy is
     sharded (``distributed.sharded_chunk``), each device training its own block of slots; "loop"
@@ -84,7 +86,7 @@ def backend_defaults(config: RunConfig, min_steps_per_epoch: int) -> tuple[int, 
     strategy = config.exec.replica_strategy
     if strategy == "auto":
         strategy = "loop" if cpu else "vmap"
-    group = config.exec.loop_group or 2
+    group = config.exec.loop_group or 1
     if group < 1:
         raise ConfigError(f"loop_group {group} must be a positive number of replicas (or 0 for the default)")
     return steps, unroll, strategy, group
@@ -179,7 +181,7 @@ class SlotTrainer:
         self.steps, unroll, strategy, group = backend_defaults(config, steps_per_epoch(min_size, recipe.batch_size))
         self.n_train = len(dataset.y_train)
         self.slots = _round_to_devices(slots)
-        self.strategy = strategy
+        self.strategy, self.loop_group = strategy, group
         self.mesh = distributed.replica_mesh()
         shard, replicated = distributed.sharded(self.mesh), distributed.replicated(self.mesh)
         self.images = distributed.place(dataset.x_train, replicated)  # on every device once, shared
@@ -247,7 +249,10 @@ class SlotTrainer:
 
     def execution_info(self) -> dict[str, Any]:
         """Devices, processes, mesh, slots and strategy of this trainer, for run.json."""
-        return distributed.execution_info(self.mesh, self.slots, self.strategy)
+        info = distributed.execution_info(self.mesh, self.slots, self.strategy)
+        if self.strategy == "loop" and self.mesh.size == 1:
+            info["loop_group"] = self.loop_group
+        return info
 
     def evaluate_slot(self, slot: int) -> np.ndarray:
         """Test confusion counts (C, C) of the replica in a slot."""

@@ -219,8 +219,9 @@ def _python_loop(one_replica: Callable, group: int) -> Callable:
     """Replicas take turns from Python through one program that trains ``group`` of them.
 
     The replicas of a group are independent computations in one program, which XLA:CPU runs
-    side by side on its cores, so a group keeps more of the CPU busy than one replica's
-    convolutions do alone (benchmarks/results/throughput_cpu.json). On CPU this beats both
+    side by side on its cores; for the study's full-size CNN a group keeps more of the CPU busy
+    than one replica's convolutions do alone (benchmarks/results/throughput_cpu.json). Replicas
+    get the same results as alone, up to float rounding. On CPU this beats both
     batched forms: XLA's grouped-convolution backward and its rolled loops (``lax.map``) are
     several times slower there than one replica's plain program. Only slots with steps left
     run; a last group with fewer than ``group`` of them runs one replica at a time, so at most

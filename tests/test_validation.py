@@ -68,6 +68,7 @@ CASES = {
     "unknown noise model": (with_flags(noise_model="gremlins"), ["unknown noise model 'gremlins'", "choose one of"]),
     "unknown preset": (with_flags(preset="tiny"), ["unknown preset 'tiny'", "choose one of", "demo"]),
     "unknown replica strategy": (with_flags(strategy="teleport"), ["unknown replica strategy 'teleport'", "choose"]),
+    "negative loop group": (with_flags(loop_group="-2"), ["loop group must be >= 0", "0 picks a default"]),
 }
 
 
