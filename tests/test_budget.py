@@ -23,6 +23,7 @@ from labelsim.analysis.budget import (
     Tier,
     build_optimizer,
     cost_curves,
+    cost_to_reach,
     curves_from_fits,
     minimum_cost,
     objective_value,
@@ -94,13 +95,17 @@ def all_purchases(problem: BudgetProblem, k: int) -> tuple[np.ndarray, np.ndarra
 
 
 def brute_force(problem: BudgetProblem) -> tuple[float, float, float] | None:
-    """(objective, weighted mean, cost) of the best plan by full enumeration, or None."""
+    """(objective, weighted mean, cost) of the best plan by full enumeration, or None; with a
+    max ratio, only plans whose largest class total is within it of the smallest count."""
     options = [all_purchases(problem, k) for k in range(len(problem.curves))]
     grids = np.meshgrid(*[np.arange(len(o[1])) for o in options], indexing="ij")
     index = [g.ravel() for g in grids]
     cost = np.sum([o[1][i] for o, i in zip(options, index)], axis=0)
     acc = np.stack([o[2][i] for o, i in zip(options, index)], axis=1)
     ok = cost <= problem.budget + TOL
+    if problem.max_ratio is not None:
+        totals = np.stack([o[0].sum(axis=1)[i] for o, i in zip(options, index)], axis=1)
+        ok &= totals.max(axis=1) <= problem.max_ratio * totals.min(axis=1) + TOL
     if not ok.any():
         return None
     cost, acc = cost[ok], acc[ok]
@@ -293,6 +298,162 @@ def test_single_tier_has_no_duplicate_strategies() -> None:
     problem = BudgetProblem(curves, (Tier("only", 0.1, 0.1),), 20.0)
     names = [p.strategy for p in simple_strategies(problem)]
     assert names == ["all only (cheapest)", "equal per class, only"]
+
+
+# ------------------------------------------------------------------ max ratio
+
+
+def tiny_problem(seed: int, objective: str, max_ratio: float | None) -> BudgetProblem:
+    """Two or three classes, one or two tiers, 1..6 labels each, prices that make lopsided
+    plans attractive (a cheap class and a dear one)."""
+    rng = np.random.default_rng(100 + seed)
+    k, t = 2 + seed % 2, 1 + seed // 2 % 2
+    multipliers = tuple(float(m) for m in rng.permutation([0.5, 3.0, 1.0][:k]))
+    available = tuple(int(a) for a in rng.integers(4, 7, size=k))
+    return BudgetProblem(
+        random_curves(k, rng, (1, 6)), random_tiers(t, rng), 1.0, multipliers, available,
+        None, objective, step=1, max_ratio=max_ratio,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("objective", ["mean", "worst"])
+@pytest.mark.parametrize("seed", range(4))
+def test_capped_solver_equals_brute_force(seed: int, objective: str) -> None:
+    binding = 0  # budgets at which the uncapped optimum breaks the cap
+    for ratio in (1.0, 1.5, 2.0):
+        base = tiny_problem(seed, objective, ratio)
+        free = dataclasses.replace(base, max_ratio=None)
+        low = minimum_cost(base)
+        top = float(sum(all_purchases(base, k)[1].max() for k in range(len(base.curves))))
+        for budget in [low - 0.01, *np.linspace(low, top, 7).round(2), top + 1]:
+            problem = base.with_budget(float(budget))
+            expected = brute_force(problem)
+            if expected is None:
+                with pytest.raises(BudgetError, match="cheapest useful plan"):
+                    optimize(problem)
+                continue
+            plan = optimize(problem)
+            labels = plan.labels
+            assert labels.max() <= ratio * labels.min() + TOL
+            assert plan.source == "dp"
+            assert plan.objective == pytest.approx(expected[0], abs=1e-9)
+            assert weighted_mean(problem, plan.acc) == pytest.approx(expected[1], abs=1e-9)
+            assert plan.cost == pytest.approx(expected[2], abs=1e-9)
+            uncapped = optimize(free.with_budget(float(budget))).labels
+            binding += uncapped.max() > ratio * uncapped.min()
+    assert binding > 0  # the cap changed some answer, so the check above means something
+
+
+@pytest.mark.parametrize("objective", ["mean", "worst"])
+def test_capped_plans_keep_within_the_ratio_across_sweeps(objective: str) -> None:
+    capped = medium_problem(objective, max_ratio=2.0)
+    free = dataclasses.replace(capped, max_ratio=None)
+    budgets = sweep_budgets(capped, points=8)
+    lopsided = 0
+    for b in budgets:
+        plan = optimize(capped.with_budget(float(b)), intervals=False)
+        assert plan.labels.max() <= 2.0 * plan.labels.min() + TOL
+        assert plan.cost <= b + 1e-9
+        loose = optimize(free.with_budget(float(b)), intervals=False)
+        assert plan.objective <= loose.objective + 1e-12  # a cap never helps the prediction
+        lopsided += loose.labels.max() > 2.0 * loose.labels.min()
+    assert lopsided > 0
+    curves = {c["strategy"]: [p["objective"] for p in c["points"]] for c in cost_curves(capped, budgets)}
+    ours = curves[OPTIMIZED]
+    assert all(b >= a - 1e-12 for a, b in zip(ours, ours[1:]))
+    assert cost_to_reach(capped, OPTIMIZED, ours[-1], float(budgets.max())) >= cost_to_reach(
+        free, OPTIMIZED, ours[-1], float(budgets.max())) - 1e-6  # fmt: skip
+
+
+@pytest.mark.parametrize("objective", ["mean", "worst"])
+def test_generous_cap_gives_the_uncapped_plan(objective: str) -> None:
+    free = medium_problem(objective, price_multipliers=(1.5,) + (1.0,) * 9)
+    loose = dataclasses.replace(free, max_ratio=1000.0)  # counts run 50..5000: never binding
+    budgets = sweep_budgets(free, points=6)
+    for b in budgets:
+        np.testing.assert_array_equal(optimize(loose.with_budget(float(b)), intervals=False).counts,
+                                      optimize(free.with_budget(float(b)), intervals=False).counts)
+    assert cost_curves(loose, budgets) == cost_curves(free, budgets)
+    # A cap the uncapped optimum already keeps within changes neither its objective nor cost.
+    kept = 0
+    for b in sweep_budgets(free, points=15):
+        plan = optimize(free.with_budget(float(b)), intervals=False)
+        ratio = plan.labels.max() / plan.labels.min()
+        capped = optimize(dataclasses.replace(free, max_ratio=ratio).with_budget(float(b)), intervals=False)
+        assert capped.objective == pytest.approx(plan.objective, abs=1e-12)
+        assert capped.cost == pytest.approx(plan.cost, abs=1e-9)
+        kept += ratio > 1
+    assert kept > 0
+
+
+@pytest.mark.parametrize("objective", ["mean", "worst"])
+def test_cap_one_gives_every_class_the_same_count(objective: str) -> None:
+    problem = medium_problem(objective, max_ratio=1.0, price_multipliers=(3.0,) + (1.0,) * 9)
+    for b in np.linspace(minimum_cost(problem), 9000, 5):
+        at = problem.with_budget(float(b))
+        plan = optimize(at, intervals=False)
+        assert len(set(plan.labels.tolist())) == 1
+        for rival in simple_strategies(at, intervals=False):
+            if rival.predicted and len(set(rival.labels.tolist())) == 1:
+                assert plan.objective >= rival.objective - 1e-12
+
+
+def test_lopsided_strategy_is_not_adopted_under_a_cap() -> None:
+    # Class c0 has only 60 images, so "equal per class" stops at 60 for it and buys the others
+    # more; on a coarse label grid (step 60) that strategy beats the grid's plan without a cap.
+    curves = random_curves(3, np.random.default_rng(4), (50, 1000))
+    problem = BudgetProblem(curves, (Tier("crowd", 0.04, 0.2), Tier("expert", 0.15, 0.02)), 60.0,
+                            available=(60, 1000, 1000), step=200, max_ratio=3.0)  # fmt: skip
+    for b in np.linspace(minimum_cost(problem), 150, 6):
+        plan = optimize(problem.with_budget(float(b)), intervals=False)
+        assert plan.labels.max() <= 3.0 * plan.labels.min() + TOL
+    free = dataclasses.replace(problem, max_ratio=None).with_budget(150.0)
+    assert optimize(free, intervals=False).source.startswith("equal per class")
+
+
+def test_cap_raises_the_cheapest_plan_and_says_when_it_cannot_be_met() -> None:
+    curves = (power_law_curve("few", 0.9, 0.5, 0.8, 0.1, (10, 100)),
+              power_law_curve("many", 0.9, 0.5, 0.8, 0.1, (40, 100)))  # fmt: skip
+    tiers = (Tier("crowd", 0.04, 0.2),)
+    problem = BudgetProblem(curves, tiers, 10.0, max_ratio=2.0)
+    np.testing.assert_array_equal(problem.least_labels(), [20, 40])
+    assert minimum_cost(problem) == pytest.approx(60 * 0.04)
+    with pytest.raises(BudgetError, match=r"within --max-ratio 2.*--budget 2.40"):
+        optimize(problem.with_budget(2.0))
+    plan = optimize(problem)
+    assert plan.labels.max() <= 2 * plan.labels.min()
+    with pytest.raises(BudgetError, match=r"--max-ratio 2 cannot be met.*class few.*--max-ratio 2.67"):
+        BudgetProblem(curves, tiers, 10.0, available=(15, 100), max_ratio=2.0)
+
+
+@pytest.mark.parametrize("value", [0.5, 0.0, -1.0, float("nan"), float("inf")])
+def test_bad_max_ratio_is_a_clear_error(value: float) -> None:
+    curves = random_curves(2, np.random.default_rng(0), (10, 100))
+    with pytest.raises(BudgetError, match=r"pass --max-ratio 1 or more .*or leave it out"):
+        BudgetProblem(curves, (Tier("a", 0.1, 0.1),), 10.0, max_ratio=value)
+
+
+def test_command_records_the_max_ratio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from labelsim.analysis.saved_budget import header_text, load_saved_budget
+
+    ctx = fake_context(tmp_path)
+    monkeypatch.setattr(command, "load_context", lambda path: ctx)
+    argv = [str(tmp_path), "--budget", "60", "--tier", "crowd:0.04:0.20", "--tier", "expert:0.15:0.02",
+            "--points", "4", "--max-ratio", "1.5"]  # fmt: skip
+    assert run_command(argv) == 0
+    assert "(--max-ratio 1.5)" in capsys.readouterr().out
+    saved = load_saved_budget(tmp_path / "analysis" / "budget.json", ctx.classes)
+    assert saved.data["max_ratio"] == 1.5 and "within 1.5x" in header_text(saved)
+    totals = [row["total"] for row in saved.data["plan"]["classes"]]
+    assert max(totals) <= 1.5 * min(totals)
+    assert run_command(argv[:-2] + ["--json", "--no-save"]) == 0
+    assert json.loads(capsys.readouterr().out)["max_ratio"] == command.DEFAULT_MAX_RATIO
+    assert run_command(argv[:-1] + ["none", "--json", "--no-save"]) == 0
+    assert json.loads(capsys.readouterr().out)["max_ratio"] is None
+    assert run_command(argv[:-1] + ["0.5"]) == 2
+    assert "pass --max-ratio 1 or more" in capsys.readouterr().err
+    assert run_command(argv[:-1] + ["nan"]) == 2
+    assert "pass --max-ratio 1 or more" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ bad inputs

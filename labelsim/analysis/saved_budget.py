@@ -130,8 +130,11 @@ def marker_rows(saved: SavedBudget) -> list[dict[str, Any]]:
 
 
 def header_text(saved: SavedBudget) -> str:
-    """One sentence: the budget, the tiers with price and noise, the objective."""
+    """The budget, the tiers with price and noise, the objective and the max ratio if any."""
     tiers = ", ".join(f"{t['name']} ${t['price']:,.2f}/label at {t['noise']:.0%} noise"
                       for t in saved.data["tiers"])
+    ratio = saved.data.get("max_ratio")
+    capped = "" if ratio is None else (f" Optimized plan: each class within {ratio:g}x the "
+                                       "labels of the class with fewest.")
     return (f"Budget ${saved.budget:,.2f} over {len(saved.data['classes'])} classes; tiers: "
-            f"{tiers}. Objective: {saved.measure}.")
+            f"{tiers}. Objective: {saved.measure}.{capped}")

@@ -49,6 +49,13 @@ Limits:
   available. A simple strategy stops buying for a class at that ceiling; a strategy that
   leaves a class below the floor has no prediction at that budget. A noise rate above the
   largest measured one extends the fitted line, with a warning.
+- The fits come from class-balanced grids: every class had the same count. A plan that
+  gives one class far fewer labels than the others moves the decision boundary against it,
+  which the per-class curves cannot see (the starved class is measured well below its
+  prediction). ``max_ratio`` keeps the optimized plan's largest per-class count within that
+  multiple of its smallest; a simple strategy outside it is not adopted as the optimized
+  plan (it is still shown), and a class with few images available holds every other class
+  to ``max_ratio`` times its count.
 - Noise is measured with the run's noise model (the fitted one when a run has several)
   and a tier's rate is read in its units. Under the study's shuffle protocol a rate r
   permutes the labels of a fraction r of the records, so some keep their true class and
@@ -113,7 +120,9 @@ from labelsim.analysis.budget.solver import (
     knapsack_table,
     label_step,
     option_cells,
+    ratio_windows,
     solve,
+    solve_windows,
     worst_level,
 )
 from labelsim.analysis.budget.tiers import (
@@ -169,9 +178,11 @@ __all__ = [
     "pooled_counts",
     "power_law_curve",
     "predict_counts",
+    "ratio_windows",
     "result_to_dict",
     "simple_strategies",
     "solve",
+    "solve_windows",
     "strategy_names",
     "sweep_budgets",
     "worst_level",

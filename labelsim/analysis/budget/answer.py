@@ -244,6 +244,7 @@ def result_to_dict(result: BudgetResult) -> dict[str, Any]:
         "weights": p.weight_vector().tolist(),
         "floors": p.floors().tolist(),
         "ceilings": p.ceilings().tolist(),
+        "max_ratio": p.max_ratio,
         "minimum_cost": minimum_cost(p),
         "label_step": result.step,
         "cost_unit": result.grid.unit,

@@ -23,7 +23,9 @@ from labelsim.analysis.budget.solver import (
     knapsack_table,
     label_step,
     option_cells,
+    ratio_windows,
     solve,
+    solve_windows,
 )
 
 OPTIMIZED = "optimized"
@@ -160,19 +162,22 @@ def _better(problem: BudgetProblem, a: Plan, b: Plan) -> bool:
 @dataclass(frozen=True)
 class Optimizer:
     """The candidate purchases and cost grid of a problem, reusable across budgets up to
-    ``grid.cells`` cells."""
+    ``grid.cells`` cells; with a max ratio, the windows of candidates that keep within it."""
 
     problem: BudgetProblem
     step: int
     options: list[ClassOptions]
     grid: CostGrid
     table: Table | None = field(default=None, compare=False)
+    windows: list[list[np.ndarray]] | None = field(default=None, compare=False)
 
     def choose(self, budget: float) -> np.ndarray | None:
         """Chosen option per class at a budget (None if nothing fits)."""
         if self.table is not None:
             return backtrack(self.table, self.grid.to_cells(budget))
         w = self.problem.weight_vector()
+        if self.windows is not None:
+            return solve_windows(self.options, self.windows, budget, w, self.problem.objective, self.grid)
         return solve(self.options, budget, w, self.problem.objective, self.grid)
 
     def counts(self, chosen: np.ndarray) -> np.ndarray:
@@ -186,6 +191,8 @@ def build_optimizer(problem: BudgetProblem, max_budget: float | None = None) -> 
     step = label_step(problem)
     options = class_options(problem, step)
     grid = cost_grid(problem.prices() * step, top, problem.max_cells)
+    if problem.max_ratio is not None:
+        return Optimizer(problem, step, options, grid, windows=ratio_windows(options, problem.max_ratio))
     table = None
     if problem.objective == "mean":
         cells = [option_cells(o, grid) for o in options]
@@ -195,7 +202,8 @@ def build_optimizer(problem: BudgetProblem, max_budget: float | None = None) -> 
 
 
 def optimize(problem: BudgetProblem, optimizer: Optimizer | None = None, *, intervals: bool = True) -> Plan:
-    """The best plan at the problem's budget (raises BudgetError if the budget is too low)."""
+    """The best plan at the problem's budget (raises BudgetError if the budget is too low);
+    a simple strategy is adopted only if it keeps within the max ratio."""
     check_affordable(problem)
     opt = optimizer or build_optimizer(problem)
     chosen = opt.choose(problem.budget)
@@ -203,7 +211,8 @@ def optimize(problem: BudgetProblem, optimizer: Optimizer | None = None, *, inte
     if chosen is not None:
         best = evaluate_plan(problem, OPTIMIZED, opt.counts(chosen), intervals=False, source="dp")
     for rival in simple_strategies(problem, intervals=False):
-        if rival.cost <= problem.budget + 1e-9 and (best is None or _better(problem, rival, best)):
+        allowed = rival.cost <= problem.budget + 1e-9 and problem.within_ratio(rival.labels)
+        if allowed and (best is None or _better(problem, rival, best)):
             best = dataclasses.replace(rival, strategy=OPTIMIZED, source=rival.strategy)
     if best is None:
         best = _cheapest_plan(problem, opt)
@@ -211,8 +220,13 @@ def optimize(problem: BudgetProblem, optimizer: Optimizer | None = None, *, inte
 
 
 def _cheapest_plan(problem: BudgetProblem, opt: Optimizer) -> Plan:
-    """Each class's cheapest candidate (used only when rounding cost up left no plan)."""
-    chosen = np.array([int(np.argmin(o.cost)) for o in opt.options])
+    """Each class's cheapest candidate, in the cheapest max-ratio window if capped (used only
+    when rounding cost up left no plan)."""
+    if opt.windows is None:
+        chosen = np.array([int(np.argmin(o.cost)) for o in opt.options])
+    else:
+        picks = min(opt.windows, key=lambda w: sum(o.cost[p].min() for o, p in zip(opt.options, w)))
+        chosen = np.array([p[np.argmin(o.cost[p])] for o, p in zip(opt.options, picks)])
     return evaluate_plan(problem, OPTIMIZED, opt.counts(chosen), intervals=False, source="cheapest")
 
 

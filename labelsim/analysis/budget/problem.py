@@ -25,7 +25,9 @@ class BudgetProblem:
 
     ``price_multipliers``, ``available`` and ``weights`` are per class (None = 1, no limit,
     1). ``step`` is the label step (0 = automatic). ``extrapolate`` scales the largest
-    measured count to the most labels a class may get.
+    measured count to the most labels a class may get. ``max_ratio`` caps every plan's
+    largest per-class label count at that multiple of its smallest (None = no cap): the
+    curves come from class-balanced grids, so a lopsided plan is outside what they measured.
     """
 
     curves: tuple[ClassCurve, ...]
@@ -37,6 +39,7 @@ class BudgetProblem:
     objective: str = "mean"
     step: int = 0
     extrapolate: float = 1.0
+    max_ratio: float | None = None
     levels: int = DEFAULT_LEVELS
     max_cells: int = DEFAULT_MAX_CELLS
 
@@ -77,6 +80,21 @@ class BudgetProblem:
             top = np.minimum(top, np.asarray(self.available))
         return top.astype(np.int64)
 
+    def least_labels(self) -> np.ndarray:
+        """Fewest labels per class of any plan (K,): the floors, with the smaller ones raised
+        to the largest / max_ratio so that the plan keeps within the cap."""
+        floors = self.floors()
+        if self.max_ratio is None:
+            return floors
+        smallest = max(int(floors.min()), math.ceil(floors.max() / self.max_ratio - 1e-9))
+        return np.maximum(floors, smallest)
+
+    def within_ratio(self, labels: np.ndarray) -> bool:
+        """True when per-class label counts (K,) keep within max_ratio (always without a cap)."""
+        if self.max_ratio is None:
+            return True
+        return bool(labels.max() <= self.max_ratio * labels.min() + 1e-9)
+
     def with_budget(self, budget: float) -> BudgetProblem:
         """The same problem at another budget."""
         return dataclasses.replace(self, budget=float(budget))
@@ -103,6 +121,13 @@ def check_problem(problem: BudgetProblem) -> None:
         raise BudgetError("levels must be >= 1 and max_cells >= 10")
     if not (math.isfinite(problem.extrapolate) and problem.extrapolate >= 1.0):
         raise BudgetError(f"extrapolate {problem.extrapolate!r} must be >= 1 (1 = no extrapolation)")
+    ratio = problem.max_ratio
+    if ratio is not None and not (math.isfinite(ratio) and ratio >= 1.0):
+        raise BudgetError(
+            f"max ratio {ratio!r} is not allowed: it is the largest per-class label count over "
+            "the smallest, so pass --max-ratio 1 or more (1 = equal counts), or leave it out "
+            "for no cap"
+        )
     _check_room(problem)
 
 
@@ -127,19 +152,30 @@ def _check_room(problem: BudgetProblem) -> None:
                 f"smallest count the run measured ({lo}); the fits cannot predict it: raise "
                 "--available or measure smaller sizes"
             )
+    least = problem.least_labels()
+    if problem.max_ratio is not None and np.any(least > ceilings):
+        k = int(np.argmax(least - ceilings))
+        raise BudgetError(
+            f"--max-ratio {problem.max_ratio:g} cannot be met: class {problem.classes[k]} can get "
+            f"at most {ceilings[k]} labels, but another class needs at least {floors.max()} "
+            f"(the smallest count the run measured for it); pass --max-ratio "
+            f"{math.ceil(floors.max() / ceilings.min() * 100) / 100:g} or more, or raise --available"
+        )
 
 
 def minimum_cost(problem: BudgetProblem) -> float:
-    """Cost of the cheapest useful plan: every class at its floor from its cheapest tier."""
-    return float(np.sum(problem.floors() * problem.prices().min(axis=1)))
+    """Cost of the cheapest useful plan: every class at its floor (raised to keep within
+    max_ratio) from its cheapest tier."""
+    return float(np.sum(problem.least_labels() * problem.prices().min(axis=1)))
 
 
 def check_affordable(problem: BudgetProblem) -> None:
     """Raise BudgetError when the budget is below the cheapest useful plan."""
     least = minimum_cost(problem)
     if problem.budget < least - 1e-9:
+        capped = "" if problem.max_ratio is None else f", within --max-ratio {problem.max_ratio:g}"
         raise BudgetError(
             f"budget {problem.budget:,.2f} is below the cheapest useful plan, {least:,.2f} "
-            "(each class at the smallest count the run measured, from the cheapest tier); "
-            f"give --budget {math.ceil(least * 100) / 100:.2f} or more"
+            f"(each class at the smallest count the run measured{capped}, from the cheapest "
+            f"tier); give --budget {math.ceil(least * 100 - 1e-6) / 100:.2f} or more"
         )

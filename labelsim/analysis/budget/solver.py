@@ -13,6 +13,12 @@ rounded up (so no plan exceeds the budget). Ties go to the cheaper plan. The wor
 objective bisects on the target level, with each class's cheapest candidate reaching it.
 The returned plan is also compared with the simple strategies' plans and the best is kept
 (that only matters when the step is coarser than one label).
+
+With a max ratio r (largest per-class count at most r x the smallest), candidates are pruned
+only against splits of the same total, since the cap may rule out the total that dominates
+them. The optimum's smallest total m is one of the candidate totals, so the solver tries
+each: every class restricted to totals in [m, r*m] (a "window", where any plan keeps within
+the cap), pruned there, solved as above; the best plan over the windows is exact.
 """
 
 from __future__ import annotations
@@ -44,12 +50,23 @@ class ClassOptions:
 
 def label_step(problem: BudgetProblem) -> int:
     """The label step: the problem's, else the largest class ceiling / levels, so that every
-    class still has a grid point between its floor and ceiling."""
+    class still has a grid point between its floor and ceiling (and, with a max ratio, the
+    grid holds a plan within it)."""
     floors, ceilings = problem.floors(), problem.ceilings()
     step = problem.step or max(1, math.ceil(int(ceilings.max()) / problem.levels))
-    while step > 1 and not np.all(ceilings // step * step >= floors):
+    while step > 1 and not (np.all(ceilings // step * step >= floors) and _ratio_fits(problem, step)):
         step -= 1
     return int(step)
+
+
+def _ratio_fits(problem: BudgetProblem, step: int) -> bool:
+    """True when some plan on the label grid keeps within the max ratio: the smallest total
+    that every class can reach within ratio x it is at most every class's ceiling."""
+    if problem.max_ratio is None:
+        return True
+    lo, hi = -(-problem.floors() // step), problem.ceilings() // step
+    smallest = max(int(lo.min()), math.ceil(lo.max() / problem.max_ratio - 1e-9))
+    return smallest <= int(hi.min())
 
 
 def composition_frontier(
@@ -94,7 +111,8 @@ def _pareto(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
 
 
 def class_options(problem: BudgetProblem, step: int | None = None) -> list[ClassOptions]:
-    """Every class's undominated candidate purchases on the label grid."""
+    """Every class's undominated candidate purchases on the label grid (with a max ratio,
+    undominated among purchases of the same total: the windows prune the rest)."""
     step = label_step(problem) if step is None else step
     floors, ceilings = problem.floors(), problem.ceilings()
     j_lo = -(-floors // step)
@@ -102,14 +120,15 @@ def class_options(problem: BudgetProblem, step: int | None = None) -> list[Class
     base_prices = np.array([t.price for t in problem.tiers])
     frontier = composition_frontier(base_prices, problem.noise_rates(), int(j_hi.max()))
     multipliers = problem.multipliers()
+    prune = problem.max_ratio is None
     return [
-        _options_for(curve, frontier, int(lo), int(hi), step, m)
+        _options_for(curve, frontier, int(lo), int(hi), step, m, prune)
         for curve, lo, hi, m in zip(problem.curves, j_lo, j_hi, multipliers)
     ]
 
 
 def _options_for(
-    curve: ClassCurve, frontier: list, j_lo: int, j_hi: int, step: int, multiplier: float
+    curve: ClassCurve, frontier: list, j_lo: int, j_hi: int, step: int, multiplier: float, prune: bool = True
 ) -> ClassOptions:
     parts = frontier[j_lo : j_hi + 1]
     units = np.concatenate([p[0] for p in parts])
@@ -118,8 +137,30 @@ def _options_for(
     totals = units.sum(axis=1)
     acc = curve.accuracy(totals * step, noise_sum / totals)
     cost = raw_cost * step * multiplier
-    keep = _pareto(cost, acc)
+    keep = _pareto(cost, acc) if prune else np.arange(len(cost))
     return ClassOptions(units[keep] * step, cost[keep], acc[keep])
+
+
+def ratio_windows(options: list[ClassOptions], max_ratio: float) -> list[list[np.ndarray]]:
+    """For each candidate smallest total m (every candidate's total): per class, the indices
+    of its undominated candidates with totals in [m, max_ratio * m]. Windows in which some
+    class has no candidate, and repeats, are left out; so are those after the first window
+    that reaches every class's largest total, since they hold no candidate it lacks."""
+    totals = [o.counts.sum(axis=1) for o in options]
+    largest = max(int(n.max()) for n in totals)
+    windows, seen = [], set()
+    for m in np.unique(np.concatenate(totals)):
+        picks = []
+        for o, n in zip(options, totals):
+            inside = np.flatnonzero((n >= m) & (n <= max_ratio * m + 1e-9))
+            picks.append(inside[_pareto(o.cost[inside], o.acc[inside])])
+        key = tuple(p.tobytes() for p in picks)
+        if all(len(p) for p in picks) and key not in seen:
+            seen.add(key)
+            windows.append(picks)
+            if max_ratio * m + 1e-9 >= largest:
+                break
+    return windows
 
 
 # --------------------------------------------------------------------------------------
@@ -285,6 +326,60 @@ def solve(
         return None if chosen is None else np.array([np.flatnonzero(m)[i] for m, i in zip(keep, chosen)])
     keep = [np.ones(len(o.acc), bool) for o in options]
     return backtrack(_weighted_table(options, cells, keep, weights, capacity), capacity)
+
+
+def solve_windows(
+    options: list[ClassOptions],
+    windows: list[list[np.ndarray]],
+    budget: float,
+    weights: np.ndarray,
+    objective: str,
+    grid: CostGrid,
+) -> np.ndarray | None:
+    """Chosen option per class (indices into ``options``) of the best plan within budget
+    over the max-ratio windows, or None if none fits: objective, then weighted mean, then
+    fewer cost cells. Windows are solved from the highest upper bound on their objective
+    down (the first solved wins ties), stopping once no window left can match the best."""
+    bounds = np.array([_window_bound(options, picks, budget, weights, objective) for picks in windows])
+    best, best_key = None, None
+    for w in np.argsort(-bounds, kind="stable"):
+        if bounds[w] == -np.inf:
+            break  # this window's cheapest plan, and every later one's, is over budget
+        if best_key is not None and bounds[w] < best_key[0] - _VALUE_TOL * max(1.0, abs(best_key[0])):
+            break
+        picks = windows[w]
+        inside = [ClassOptions(o.counts[p], o.cost[p], o.acc[p]) for o, p in zip(options, picks)]
+        chosen = solve(inside, budget, weights, objective, grid)
+        if chosen is None:
+            continue
+        acc = np.array([o.acc[i] for o, i in zip(inside, chosen)])
+        total = float(weights @ acc)
+        primary = float(acc.min()) if objective == "worst" else total
+        cells = sum(int(option_cells(o, grid)[i]) for o, i in zip(inside, chosen))
+        key = (primary, total, -cells)
+        if best_key is None or _key_beats(key, best_key):
+            best, best_key = np.array([p[i] for p, i in zip(picks, chosen)]), key
+    return best
+
+
+def _window_bound(
+    options: list[ClassOptions], picks: list[np.ndarray], budget: float, weights: np.ndarray, objective: str
+) -> float:
+    """An upper bound on a window's objective within budget: each class at its most accurate
+    candidate that fits beside the others' cheapest (-inf when even the cheapest plan does not)."""
+    cheapest = np.array([o.cost[p].min() for o, p in zip(options, picks)])
+    room = budget + 1e-9 - (cheapest.sum() - cheapest)
+    if cheapest.sum() > budget + 1e-9:
+        return -np.inf
+    top = np.array([o.acc[p][o.cost[p] <= r].max() for o, p, r in zip(options, picks, room)])
+    return float(top.min()) if objective == "worst" else float(weights @ top)
+
+
+def _key_beats(a: tuple[float, float, int], b: tuple[float, float, int]) -> bool:
+    for x, y in zip(a[:2], b[:2]):
+        if abs(x - y) > _VALUE_TOL * max(1.0, abs(y)):
+            return x > y
+    return a[2] > b[2]
 
 
 def _weighted_table(
