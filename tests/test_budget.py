@@ -27,7 +27,6 @@ from labelsim.analysis.budget import (
     cost_to_reach,
     curves_from_fits,
     minimum_cost,
-    objective_value,
     optimize,
     parse_class_values,
     parse_tier,
