@@ -117,17 +117,23 @@ def test_symmetric_targets_cover_every_other_class() -> None:
 # --- pair-flip and CIFAR-10 semantic -----------------------------------------------------
 
 
+def expected_flip_counts(n_k: np.ndarray, rate: float, flips: dict[int, int]) -> np.ndarray:
+    """The transition counts when round(rate * n_k) records of each source class move to its target."""
+    expected = np.diag(n_k).astype(np.int64)
+    for source, target in flips.items():
+        moved = round(rate * n_k[source])
+        expected[source, source] -= moved
+        expected[source, target] += moved
+    return expected
+
+
 @pytest.mark.parametrize("rate", RATES)
 def test_pairflip_transition_matrix_has_rate_on_shifted_diagonal(rate: float) -> None:
     labels = _labels()
     noisy = noise.corrupt("pairflip", labels, rate, _rng(), C)
     counts = noise.transition_counts(labels, noisy, C)
     n_k = np.bincount(labels, minlength=C)
-    expected = np.diag(n_k).astype(np.int64)
-    for k in range(C):
-        moved = round(rate * n_k[k])
-        expected[k, k] -= moved
-        expected[k, (k + 1) % C] += moved
+    expected = expected_flip_counts(n_k, rate, {k: (k + 1) % C for k in range(C)})
     np.testing.assert_array_equal(counts, expected)
     shifted = counts[np.arange(C), (np.arange(C) + 1) % C] / n_k
     np.testing.assert_allclose(shifted, rate, atol=0.5 / n_k.min())
@@ -139,13 +145,8 @@ def test_cifar10_semantic_flips_exact_counts(rate: float) -> None:
     noisy = noise.corrupt("cifar10-semantic", labels, rate, _rng(), C)
     counts = noise.transition_counts(labels, noisy, C)
     n_k = np.bincount(labels, minlength=C)
-    expected = np.diag(n_k).astype(np.int64)
     flips = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}  # truck, bird, deer, cat, dog
-    for source, target in flips.items():
-        moved = round(rate * n_k[source])
-        expected[source, source] -= moved
-        expected[source, target] += moved
-    np.testing.assert_array_equal(counts, expected)
+    np.testing.assert_array_equal(counts, expected_flip_counts(n_k, rate, flips))
     share = n_k[list(flips)].sum() / len(labels)
     assert noise.realized_noise(labels, noisy) == pytest.approx(rate * share, abs=3 / len(labels))
 

@@ -63,9 +63,7 @@ class Plan:
 
     def class_noise(self, problem: BudgetProblem) -> np.ndarray:
         """Effective noise rate per class (K,); 0 for a class with no labels."""
-        n = self.labels
-        total = self.counts @ problem.noise_rates()
-        return np.divide(total, n, out=np.zeros(len(n)), where=n > 0)
+        return _effective_noise(problem, self.counts)
 
 
 def plan_cost(problem: BudgetProblem, counts: np.ndarray) -> float:
@@ -85,6 +83,7 @@ def predict_counts(problem: BudgetProblem, counts: np.ndarray) -> np.ndarray:
 
 
 def _effective_noise(problem: BudgetProblem, counts: np.ndarray) -> np.ndarray:
+    """Label-weighted tier noise rate per class (K,); 0 for a class with no labels."""
     n = counts.sum(axis=1)
     return np.divide(counts @ problem.noise_rates(), n, out=np.zeros(len(n)), where=n > 0)
 
