@@ -134,7 +134,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 def stored_config(out: Path) -> RunConfig:
     """The config a run directory was started with; a RunDirError when run.json is damaged."""
-    from labelsim.results import RunDirError, read_meta
+    from labelsim.rundir import RunDirError, read_meta
 
     try:
         return RunConfig.from_dict(read_meta(out)["config"])
@@ -147,12 +147,12 @@ def stored_config(out: Path) -> RunConfig:
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the grid, print where the results are."""
     args = build_parser().parse_args(argv)
-    from labelsim.distributed import initialize_from_env
+    from labelsim.sim.distributed import initialize_from_env
 
     initialize_from_env()  # several hosts: LABELSIM_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID
     try:
         config = resolve_config(args)
-        from labelsim.runner import run_grid
+        from labelsim.sim.runner import run_grid
 
         out = run_grid(config, args.out, resume=args.resume, progress=not args.no_progress)
     except ConfigError as err:

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import print_table, save_json  # noqa: E402
 
 from labelsim.config import ExecConfig, ModelConfig, RecipeConfig, ReplicaSpec, RunConfig  # noqa: E402
-from labelsim.data import Dataset  # noqa: E402
-from labelsim.grid import replica_keys  # noqa: E402
-from labelsim.prepare import prepare_replica  # noqa: E402
-from labelsim.runner import SlotTrainer  # noqa: E402
+from labelsim.sim.data import Dataset  # noqa: E402
+from labelsim.sim.grid import replica_keys  # noqa: E402
+from labelsim.sim.prepare import prepare_replica  # noqa: E402
+from labelsim.sim.runner import SlotTrainer  # noqa: E402
 
 
 def random_dataset(n: int, size: int, seed: int = 0) -> Dataset:

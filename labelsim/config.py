@@ -170,6 +170,11 @@ class ReplicaSpec:
     label: str = ""  # free text for custom replicas (e.g. a budget strategy name)
     lr_scale: float = 1.0  # multiplies the recipe's learning rate for this replica only
 
+    @property
+    def size(self) -> int:
+        """Training records of this replica: its class sizes summed when given, else train_size."""
+        return sum(self.class_sizes) if self.class_sizes is not None else self.train_size
+
 
 PRESETS: dict[str, dict[str, Any]] = {}
 
@@ -240,15 +245,6 @@ def preset(name: str) -> RunConfig:
 def steps_per_epoch(train_size: int, batch_size: int) -> int:
     """Steps of one epoch: the last, partial batch is dropped, as ``drop_remainder`` does."""
     return max(1, train_size // batch_size)
-
-
-def lr_at_epoch(recipe: RecipeConfig, epoch: int) -> float:
-    """The step-decay learning rate in force at a (0-based) epoch."""
-    lr = recipe.learning_rate
-    for start, value in recipe.lr_decays:
-        if epoch >= start:
-            lr = value
-    return lr
 
 
 def total_steps(train_size: int, recipe: RecipeConfig) -> int:

@@ -649,7 +649,7 @@ def test_simulate_wiring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
         write_sim_run(Path(out), ctx.classes, replicas, truth)
         return Path(out)
 
-    monkeypatch.setitem(sys.modules, "labelsim.runner", types.SimpleNamespace(run_grid=fake_run_grid))
+    monkeypatch.setitem(sys.modules, "labelsim.sim.runner", types.SimpleNamespace(run_grid=fake_run_grid))
     argv = [str(tmp_path), "--budget", "60", "--tier", "crowd:0.04:0.20", "--tier", "expert:0.15:0.02",
             "--points", "4", "--simulate", "--repeats", "3"]  # fmt: skip
     assert run_command(argv) == 0

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from fake_run import write_fake_run
-from labelsim import charts
+from labelsim.present import charts
 from labelsim.analysis import Analysis, analyze_run
 from labelsim.commands import analyze, report
-from labelsim.report import build_report, report_charts
+from labelsim.present.report import build_report, report_charts
 
 CHART_IDS = {
     "confusion_baseline", "confusion_diff_noise", "confusion_diff_size", "accuracy_vs_noise",

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from labelsim.config import ConfigError, DataConfig
-from labelsim.data import (
+from labelsim.sim.data import (
     CIFAR10_CLASSES,
     DataError,
     Dataset,
@@ -378,7 +378,7 @@ def test_tfds_prepared_array_record_loads(
 
 def test_importing_data_does_not_import_tfds() -> None:
     code = (
-        "import sys, labelsim.data; "
+        "import sys, labelsim.sim.data; "
         "bad = [m for m in ('tensorflow_datasets', 'tensorflow') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

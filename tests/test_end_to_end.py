@@ -12,8 +12,8 @@ import pytest
 
 import run_grid
 from labelsim.config import DataConfig, GridConfig, ModelConfig, RecipeConfig, RunConfig
-from labelsim.data import Dataset, load_dataset
-from labelsim.runner import run_grid as run
+from labelsim.sim.data import Dataset, load_dataset
+from labelsim.sim.runner import run_grid as run
 
 TINY_FLAGS = [
     "--dataset", "synthetic", "--width", "4", "--epochs", "2", "--batch-size", "32",

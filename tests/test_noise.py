@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labelsim import noise
+from labelsim.sim import noise
 from labelsim.config import ConfigError
-from labelsim.human_labels import (
+from labelsim.sim.human_labels import (
     HUMAN_SETS,
     check_human_labels,
     load_human_labels,
@@ -452,7 +452,7 @@ def test_unprepared_tfds_points_to_the_local_file(tmp_path: Path) -> None:
 
 
 def test_structured_human_array_survives_subsetting(cifar10n_dir: Path) -> None:
-    from labelsim.human_labels import human_label_arrays
+    from labelsim.sim.human_labels import human_label_arrays
 
     records = human_label_arrays(cifar10n_dir, ["human-aggre", "human-worse"])
     assert records.shape == (50_000,) and set(records.dtype.names) == {"clean", *HUMAN_SETS}

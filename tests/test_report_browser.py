@@ -44,7 +44,7 @@ def _budget(run: Path) -> None:
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> Path:
-    from labelsim.report import build_report
+    from labelsim.present.report import build_report
 
     browser = _browser()
     root = tmp_path_factory.mktemp("browser")

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 import run_grid
-from labelsim import grid
+from labelsim.sim import grid
 from labelsim.__main__ import main as labelsim_main
-from labelsim.results import atomic_write
+from labelsim.rundir import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 # 5 replicas, 2 at a time, a checkpoint after every call: replicas 0-2 train on 256 images

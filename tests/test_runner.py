@@ -37,13 +37,13 @@ SPECS = [
     ReplicaSpec(WILD, "noise", 1, "shuffle", 0.0, 256, "small_cnn", lr_scale=1e35),
     ReplicaSpec(3, "noise", 1, "shuffle", 0.4, 256, "small_cnn"),
 ]
-# Runs labelsim.runner.run_grid on a replica list, with the config run_grid.py makes of FLAGS.
+# Runs labelsim.sim.runner.run_grid on a replica list, with the config run_grid.py makes of FLAGS.
 SCRIPT = """
 import json, sys
 from pathlib import Path
 import run_grid
 from labelsim.config import ReplicaSpec
-from labelsim.runner import run_grid as run
+from labelsim.sim.runner import run_grid as run
 
 out, flags, specs = Path(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
 config = run_grid.resolve_config(run_grid.build_parser().parse_args([*flags, "--out", str(out)]))

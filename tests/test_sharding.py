@@ -24,7 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
-    from labelsim import distributed
+    from labelsim.sim import distributed
 
     distributed.initialize_from_env()  # before anything else touches JAX (processes mode)
 
@@ -32,7 +32,7 @@ import jax
 import numpy as np
 import pytest
 
-from labelsim import distributed
+from labelsim.sim import distributed
 from labelsim.config import (
     DataConfig,
     ExecConfig,
@@ -42,10 +42,10 @@ from labelsim.config import (
     ReplicaSpec,
     RunConfig,
 )
-from labelsim.data import make_synthetic
-from labelsim.grid import replica_keys
-from labelsim.prepare import prepare_replica
-from labelsim.runner import SlotTrainer, choose_run_slots, run_grid, slot_memory
+from labelsim.sim.data import make_synthetic
+from labelsim.sim.grid import replica_keys
+from labelsim.sim.prepare import prepare_replica
+from labelsim.sim.runner import SlotTrainer, choose_run_slots, run_grid, slot_memory
 
 DATA = make_synthetic(256, 64, 8, seed=3)
 SPECS = [

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from labelsim.config import ExecConfig, ModelConfig, RecipeConfig, ReplicaSpec, RunConfig
-from labelsim.data import make_synthetic
-from labelsim.grid import replica_keys
+from labelsim.sim.data import make_synthetic
+from labelsim.sim.grid import replica_keys
 from labelsim.models import get_model
-from labelsim.prepare import prepare_replica
-from labelsim.runner import SlotTrainer
-from labelsim.train import epoch_order, l2_penalty, learning_rate
+from labelsim.sim.prepare import prepare_replica
+from labelsim.sim.runner import SlotTrainer
+from labelsim.sim.train import epoch_order, l2_penalty, learning_rate
 
 DATA = make_synthetic(256, 64, 8, seed=3)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import run_grid
-from labelsim import runner
+from labelsim.sim import runner
 from labelsim.config import ConfigError, ReplicaSpec, RunConfig
-from labelsim.data import make_synthetic
+from labelsim.sim.data import make_synthetic
 
 TINY = [
     "--dataset", "synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--synthetic-size", "8",

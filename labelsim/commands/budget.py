@@ -442,7 +442,7 @@ def replica_specs(
 
 def simulate(result: BudgetResult, context: RunContext, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Train the distinct plans as one grid and return measured-vs-predicted rows."""
-    from labelsim.runner import run_grid
+    from labelsim.sim.runner import run_grid
 
     config = RunConfig.from_dict(context.meta["config"])
     repeats = args.repeats or config.grid.repeats
@@ -505,7 +505,7 @@ def curve_rows(curves: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def budget_chart(curves: list[dict[str, Any]], budget: float, measure: str = "predicted accuracy") -> Any:
     """Altair chart: predicted accuracy against budget per strategy, the chosen budget marked."""
-    from labelsim.charts import budget_curves
+    from labelsim.present.charts import budget_curves
 
     return budget_curves(curve_rows(curves), budget, measure)
 

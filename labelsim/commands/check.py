@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelsim.results import ReplicaRow, RunDirError, RunStore
+from labelsim.rundir import ReplicaRow, RunDirError, RunStore
 
 ACCURACY_TOLERANCE = 1e-6  # replicas.csv keeps six decimals
 NOISE_TOLERANCE = 1e-6
@@ -60,7 +60,7 @@ def _row_faults(row: ReplicaRow, matrix: np.ndarray, transitions: np.ndarray, ex
         faults.append(f"replica {i}: accuracy {row.accuracy} != trace/total of its confusion matrix")
     if row.steps != row.total_steps:
         faults.append(f"replica {i}: finished after {row.steps} of {row.total_steps} steps")
-    size = sum(row.spec.class_sizes) if row.spec.class_sizes is not None else row.spec.train_size
+    size = row.spec.size
     labels = int(transitions.sum())
     if labels != size:
         faults.append(f"replica {i}: label transitions count {labels} labels, its training set has {size}")

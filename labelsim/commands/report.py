@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from labelsim.analysis import RunDirError, analyze_run
-from labelsim.charts import FORMATS
+from labelsim.present.charts import FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     """Build the report; 2 on a bad run directory, bad option or unwritable destination."""
-    from labelsim.report import build_report
+    from labelsim.present.report import build_report
 
     try:
         formats = parse_formats(args.formats)

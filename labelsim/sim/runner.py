@@ -22,13 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from labelsim import __version__, distributed, grid
+from labelsim import __version__
+from labelsim.sim import distributed, grid
 from labelsim.config import ConfigError, ReplicaSpec, RunConfig, total_steps, steps_per_epoch
-from labelsim.data import Dataset, load_dataset
+from labelsim.sim.data import Dataset, load_dataset
 from labelsim.models import get_model
-from labelsim.prepare import prepare_replica
-from labelsim.results import NPZ_ERRORS, RunDirError, RunStore, remove_partial_writes, specs_match, write_npz
-from labelsim.train import (
+from labelsim.sim.prepare import prepare_replica
+from labelsim.rundir import NPZ_ERRORS, RunDirError, RunStore, remove_partial_writes, specs_match, write_npz
+from labelsim.sim.train import (
     Normalizer,
     ReplicaData,
     TrainState,
@@ -38,7 +39,7 @@ from labelsim.train import (
     make_init,
     make_train_step,
 )
-from labelsim.validate import (
+from labelsim.sim.validate import (
     estimate_result_bytes,
     validate_config,
     validate_output,
@@ -360,7 +361,7 @@ def choose_run_slots(
 
 def noise_kwargs(config: RunConfig) -> dict[str, Any]:
     """Extra inputs some noise models need (a transition matrix, human labels)."""
-    from labelsim import noise
+    from labelsim.sim import noise
 
     kwargs: dict[str, Any] = {}
     models = config.grid.noise_models
@@ -369,7 +370,7 @@ def noise_kwargs(config: RunConfig) -> dict[str, Any]:
             raise ConfigError("the 'matrix' noise model needs --noise-matrix FILE (a C x C row-stochastic matrix)")
         kwargs["matrix"] = noise.load_matrix(config.grid.noise_matrix)
     if any(m.startswith("human") for m in models):
-        from labelsim.human_labels import human_label_arrays
+        from labelsim.sim.human_labels import human_label_arrays
 
         kwargs["human"] = human_label_arrays(config.data.human_labels, models)
     return kwargs
@@ -460,12 +461,12 @@ def _run_model(
     if not pending:
         return
     # Longest first, so short replicas fill the tail of the run (fewer idle slots).
-    queue = sorted(pending, key=lambda i: -total_steps(_size(store.rows[i].spec), config.recipe))
+    queue = sorted(pending, key=lambda i: -total_steps(store.rows[i].spec.size, config.recipe))
     # Slots and steps per call come from ALL of the model's replicas, not the pending ones, and
     # a resumed run reuses the slot count it recorded (free memory may differ now): it then
     # compiles the same program as the uninterrupted run (same results, bit for bit) and its
     # checkpoint's slots fit. An explicit --slots still wins.
-    sizes = [_size(row.spec) for row in store.rows if row.spec.model == model_name]
+    sizes = [row.spec.size for row in store.rows if row.spec.model == model_name]
     recorded = store.meta.setdefault("slots_per_model", {})
     slots = recorded.get(model_name) if config.exec.slots == 0 else None
     slots = slots or choose_run_slots(config, dataset, model_name, useful_slots(sizes, config))
@@ -478,7 +479,7 @@ def _run_model(
         listed = ", ".join(f"replica {i} at step {steps[i]}" for i in sorted(steps))
         print(f"resuming from {CHECKPOINT_FILE}: {listed}", file=sys.stderr)
     queue = [i for i in queue if i not in restored]
-    remaining = sum(total_steps(_size(store.rows[i].spec), config.recipe) for i in pending)
+    remaining = sum(total_steps(store.rows[i].spec.size, config.recipe) for i in pending)
     bar = Progress(remaining, show)
     last_checkpoint = time.monotonic()
     try:
@@ -532,10 +533,6 @@ def useful_slots(sizes: list[int], config: RunConfig) -> int:
     """
     steps = [total_steps(size, config.recipe) for size in sizes]
     return max(1, min(len(steps), math.ceil(sum(steps) / max(steps))))
-
-
-def _size(spec: ReplicaSpec) -> int:
-    return sum(spec.class_sizes) if spec.class_sizes is not None else spec.train_size
 
 
 def _start_replica(

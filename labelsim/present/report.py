@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from labelsim import charts
+from labelsim.present import charts
 from labelsim.analysis import (
     Analysis,
     analyze_run,

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from labelsim.config import REPLICA_STRATEGIES, ConfigError, ReplicaSpec, RunConfig, check_rate
-from labelsim.results import RESULT_FILES, RUN_FILE, RunDirError, config_differences, read_meta
+from labelsim.rundir import RESULT_FILES, RUN_FILE, RunDirError, config_differences, read_meta
 
 KNOWN_STRATEGIES = ("auto", *REPLICA_STRATEGIES)
 
@@ -42,7 +42,7 @@ def validate_config(config: RunConfig) -> None:
 
 
 def _check_noise_model(name: str) -> None:
-    from labelsim import noise
+    from labelsim.sim import noise
 
     noise.validate_noise_model(name)
 
@@ -84,7 +84,7 @@ def _validate_spec(spec: ReplicaSpec, batch: int, available: np.ndarray) -> None
     """One replica: sizes within the data and above the batch, rates in [0, 1], known names."""
     n_total = int(available.sum())
     where = f"replica {spec.replica}"
-    size = sum(spec.class_sizes) if spec.class_sizes is not None else spec.train_size
+    size = spec.size
     if size > n_total:
         raise ConfigError(
             f"{where}: training-set size {size} exceeds the dataset's {n_total} training images; lower --sizes"

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from labelsim.augment import augment_batch
+from labelsim.sim.augment import augment_batch
 from labelsim.config import REPLICA_STRATEGIES, ConfigError, RecipeConfig
 
 Pytree = Any

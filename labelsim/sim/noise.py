@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from labelsim.config import ConfigError, check_rate
-from labelsim.human_labels import HUMAN_SETS
+from labelsim.sim.human_labels import HUMAN_SETS
 
 # The usual asymmetric CIFAR-10 flips (source class -> target class), as in Patrini et al.
 # 2017: truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog.
@@ -370,7 +370,7 @@ def _pick_human_set(
     if name not in sets:
         raise ConfigError(
             f"the human labels lack the set {name!r} that {noise_model!r} replays; "
-            "load them with labelsim.human_labels.load_human_labels"
+            "load them with labelsim.sim.human_labels.load_human_labels"
         )
     return np.asarray(sets[name])
 

@@ -6,9 +6,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from labelsim import noise
+from labelsim.sim import noise
 from labelsim.config import ConfigError, ReplicaSpec
-from labelsim.grid import ReplicaKeys, numpy_rng
+from labelsim.sim.grid import ReplicaKeys, numpy_rng
 
 
 class PreparedReplica(NamedTuple):
