@@ -1,4 +1,5 @@
-"""``python -m labelsim``: analyze, report, check and budget a finished run directory."""
+"""``python -m labelsim``: train a grid into a run directory, then analyze, report, check and
+budget the finished run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 
 # Subcommand name -> (module under labelsim.commands, one-line help).
 COMMANDS = {
+    "train": ("train", "train a label-noise x volume sensitivity grid into a run directory (as run_grid.py)"),
     "analyze": ("analyze", "per-class tables and curve fits of a run (terminal, CSV, JSON)"),
     "report": ("report", "one offline HTML page with every chart and table of a run"),
     "check": ("check", "verify a run directory; exits non-zero on any fault"),

@@ -1,7 +1,8 @@
 """Frozen configuration: data, model, recipe and grid, with the named presets.
 
 Every hyperparameter lives here with its unit. Configs are never mutated after they are
-built: overrides make a new object with ``dataclasses.replace``.
+built: overrides make a new object with ``dataclasses.replace``. A field declared with
+``option`` carries its command-line flag and help; ``labelsim train`` builds its flags from them.
 """
 
 from __future__ import annotations
@@ -17,29 +18,47 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message says what to change."""
 
 
+def option(default: Any, flag: str, help_text: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with its default and the command-line flag (with help) that sets it.
+
+    A boolean field's flag takes no value and sets the opposite of the default.
+    """
+    metadata: dict[str, Any] = {"flag": flag, "help": help_text}
+    if choices is not None:
+        metadata["choices"] = choices
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset to load and from where."""
 
-    name: str = "synthetic"  # "synthetic", "cifar10", or any TFDS image-classification name
-    data_dir: str | None = None  # local archive / .npz folder / TFDS data_dir
+    name: str = option(
+        "synthetic", "--dataset", "'synthetic' (embedded), 'cifar10', or another TFDS image dataset name"
+    )
+    data_dir: str | None = option(
+        None, "--data-dir", "local CIFAR-10 copy (.npz folder, cifar-10-python.tar.gz or its folder) or a TFDS data_dir"
+    )
     # Synthetic data only (ignored for real datasets):
-    synthetic_train: int = 2000  # training images
-    synthetic_test: int = 1000  # test images
-    synthetic_size: int = 16  # image side, pixels
+    synthetic_train: int = option(2000, "--synthetic-train", "training images of the synthetic dataset")
+    synthetic_test: int = option(1000, "--synthetic-test", "test images of the synthetic dataset")
+    synthetic_size: int = option(16, "--synthetic-size", "image side of the synthetic dataset, pixels")
     synthetic_seed: int = 0
-    human_labels: str | None = None  # CIFAR-10N labels.npz, for the "human" noise models
+    human_labels: str | None = option(None, "--human-labels", "CIFAR-10N labels.npz, for the human-* noise models")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Which model to train."""
 
-    name: str = "small_cnn"
-    width: int = 0  # base filters; 0 = the model's standard width (small_cnn: 32, then 64, 128)
+    name: str = option("small_cnn", "--model", "model name (default small_cnn, the study's)")
+    # base filters; 0 = the model's standard width (small_cnn: 32, then 64, 128)
+    width: int = option(0, "--width", "first-layer filters of small_cnn (the study: 32)")
     # small_cnn's convolutions: "xla" (lax.conv; under vmap a grouped convolution) or
     # "patches" (image patches x matrix; under vmap a batched matmul). Same results.
-    conv: str = "xla"
+    conv: str = option(
+        "xla", "--conv", "small_cnn convolutions: lax.conv or patches x matrix (same results)", ("xla", "patches")
+    )
 
 
 @dataclass(frozen=True)
@@ -47,8 +66,8 @@ class RecipeConfig:
     """The training recipe. Defaults follow the widely used Keras CIFAR-10 recipe of the
     study's CNN (RMSprop, step decays, L2 1e-4, light augmentation)."""
 
-    epochs: int = 125
-    batch_size: int = 64  # images per step per replica
+    epochs: int = option(125, "--epochs", "epochs per replica (each replica counts its own epochs)")
+    batch_size: int = option(64, "--batch-size", "images per step per replica")
     learning_rate: float = 1e-3  # RMSprop step size before the first decay
     # (epoch, learning rate) pairs: from that epoch (0-based) on, that rate. The Keras recipe
     # switches to 5e-4 after epoch 75 and 3e-4 after epoch 100 (1-based: 76 and 101).
@@ -56,7 +75,7 @@ class RecipeConfig:
     rmsprop_decay: float = 0.9  # Keras RMSprop rho
     rmsprop_eps: float = 1e-7  # Keras RMSprop epsilon, added outside the square root
     weight_decay: float = 1e-4  # L2 penalty coefficient on conv kernels (Keras l2(1e-4))
-    augment: bool = True
+    augment: bool = option(True, "--no-augment", "turn the on-device augmentation off")
     rotation_deg: float = 15.0  # max rotation, degrees (Keras rotation_range=15)
     shift_frac: float = 0.1  # max width/height shift, fraction of the side
     hflip: bool = True
@@ -68,15 +87,24 @@ class RecipeConfig:
 class GridConfig:
     """The sensitivity grid: noise levels x repeats, sizes x repeats, and optionally the cross."""
 
-    noise_levels: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)  # fraction of training labels
-    sizes: tuple[int, ...] = ()  # training-set sizes of the volume grid; () = no volume grid
-    repeats: int = 2
-    cross: bool = False  # also every (noise level, size) pair
-    noise_models: tuple[str, ...] = ("shuffle",)
-    noise_matrix: str | None = None  # C x C transition matrix file, for the "matrix" noise model
-    models: tuple[str, ...] = ()  # extra model axis; () = just ModelConfig.name
-    stratified: bool = False  # volume subsets keep the class proportions exactly
-    seed: int = 0
+    noise_levels: tuple[float, ...] = option(  # fraction of training labels
+        (0.0, 0.1, 0.2, 0.3), "--noise", "comma-separated label-noise rates in [0, 1], e.g. 0,0.1,0.3"
+    )
+    sizes: tuple[int, ...] = option(  # () = no volume grid
+        (), "--sizes", "comma-separated training-set sizes of the volume grid, e.g. 5000,10000"
+    )
+    repeats: int = option(2, "--repeats", "repeats per grid point (different init, batch order, noise draw)")
+    cross: bool = option(False, "--cross", "also train every noise level x size pair")
+    noise_models: tuple[str, ...] = option(
+        ("shuffle",), "--noise-model", "comma-separated noise models (default shuffle, the study's)"
+    )
+    noise_matrix: str | None = option(
+        None, "--noise-matrix", "C x C transition matrix file (.npy/.csv/.json) for --noise-model matrix"
+    )
+    # extra model axis; () = just ModelConfig.name
+    models: tuple[str, ...] = option((), "--models", "comma-separated models: a model axis of the grid")
+    stratified: bool = option(False, "--stratified", "volume subsets keep class proportions")
+    seed: int = option(0, "--seed", "base seed; every replica key is folded from it and its grid coordinates")
 
 
 REPLICA_STRATEGIES = ("vmap", "map", "loop")  # how the replica axis runs; "auto" picks per backend
@@ -86,22 +114,28 @@ REPLICA_STRATEGIES = ("vmap", "map", "loop")  # how the replica axis runs; "auto
 class ExecConfig:
     """How the batched computation runs; changes speed, never results (beyond float rounding)."""
 
-    slots: int = 0  # concurrent replicas; 0 = all replicas (bounded by device memory)
-    steps_per_call: int = 0  # steps per jitted call; 0 = per backend default
+    slots: int = option(  # 0 = all replicas (bounded by device memory)
+        0, "--slots", "concurrent replicas in the batched program (0: as many as help, within free memory, up to 64)"
+    )
+    steps_per_call: int = option(0, "--steps-per-call", "train steps per jitted call (0: backend default)")
     unroll: int = 0  # lax.scan unroll; 0 = per backend default (full unroll on CPU)
     # "vmap": one batched program (grouped convolutions; fastest on GPU); "map": lax.map over
     # replicas inside one program; "loop": replicas take turns through one one-replica
     # program. On CPU, XLA's grouped-conv backward and rolled loops are several times slower
     # than one replica's program (benchmarks/throughput.py), so "auto" = loop on CPU, else vmap.
-    replica_strategy: str = "auto"
+    replica_strategy: str = option("auto", "--strategy", "replica axis: vmap (one batched program), map, loop or auto")
     # "loop": replicas per program call, independent computations that XLA:CPU runs side by
     # side on its cores; 0 = default (1). Groups of 2-4 speed up full-size CNNs on CPU.
-    loop_group: int = 0
-    checkpoint_seconds: float = 60.0  # minimum wall time between checkpoints
+    loop_group: int = option(
+        0, "--loop-group", '"loop": replicas per program call (0: default, 1; 2-4 speed up full-size CNNs on CPU)'
+    )
+    checkpoint_seconds: float = option(60.0, "--checkpoint-seconds", "minimum seconds between checkpoints")
     eval_batch: int = 1000  # test images per evaluation step
     # With slots = 0, the slots may fill this fraction of each device's free memory (measured
     # when the run starts; host RAM on CPU). The rest is headroom for XLA and the host.
-    memory_fraction: float = 0.8
+    memory_fraction: float = option(
+        0.8, "--memory-fraction", "with --slots 0: the slots may fill this fraction of free device memory (default 0.8)"
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,244 @@
+"""``python -m labelsim train --out DIR``: train a label-noise x volume sensitivity grid as one
+batched computation. Every config field declared with a flag in ``labelsim.config`` becomes a
+flag here; ``--set section.field=value`` sets any field. Flags override the preset."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from labelsim.config import PRESETS, ConfigError, RunConfig, preset
+
+SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))  # data, model, recipe, grid, exec
+SPEED_ONLY_SECTION = "exec"  # its fields change speed, never results: flags for it keep a bare --resume bare
+SET_EXAMPLE = "recipe.learning_rate=0.002"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigField:
+    """One field of one config section, with its resolved type."""
+
+    section: str
+    field: dataclasses.Field[Any]
+    hint: Any
+
+    @property
+    def key(self) -> str:
+        """``section.field``, as --set and error messages name it."""
+        return f"{self.section}.{self.field.name}"
+
+    @property
+    def dest(self) -> str:
+        """The argparse attribute of the field's flag."""
+        return self.field.metadata["flag"].lstrip("-").replace("-", "_")
+
+
+def section_classes() -> dict[str, type]:
+    """Config section name -> its dataclass."""
+    hints = typing.get_type_hints(RunConfig)
+    return {name: hints[name] for name in SECTIONS}
+
+
+@functools.cache
+def config_fields() -> tuple[ConfigField, ...]:
+    """Every field of every config section, in declaration order."""
+    return tuple(
+        ConfigField(section, f, typing.get_type_hints(klass)[f.name])
+        for section, klass in section_classes().items()
+        for f in dataclasses.fields(klass)
+    )
+
+
+def flagged_fields() -> tuple[ConfigField, ...]:
+    """The fields that declare their own flag."""
+    return tuple(cf for cf in config_fields() if "flag" in cf.field.metadata)
+
+
+# ------------------------------------------------------------------ value parsers
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(float(v)) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _bool(text: str) -> bool:
+    words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+    if text.strip().lower() not in words:
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return words[text.strip().lower()]
+
+
+def _tuples(kinds: tuple[type, ...]) -> Callable[[str], tuple[tuple[Any, ...], ...]]:
+    """A parser of comma-separated items whose parts are colon-separated, e.g. ``75:5e-4,100:3e-4``."""
+    shape = ":".join(kind.__name__ for kind in kinds)
+
+    def parse(text: str) -> tuple[tuple[Any, ...], ...]:
+        items = [item.split(":") for item in text.split(",") if item.strip()]
+        try:
+            if any(len(parts) != len(kinds) for parts in items):
+                raise ValueError
+            return tuple(tuple(kind(part) for kind, part in zip(kinds, parts)) for parts in items)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {shape} items") from None
+
+    return parse
+
+
+def value_parser(hint: Any) -> Callable[[str], Any]:
+    """The parser of a command-line value for a field of this type."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return value_parser(next(arg for arg in args if arg is not type(None)))
+    if origin is tuple:
+        item = args[0]
+        if typing.get_origin(item) is tuple:
+            return _tuples(typing.get_args(item))
+        return {float: _floats, int: _ints}.get(item, _names)
+    return _bool if hint is bool else hint
+
+
+# ------------------------------------------------------------------ the parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's flags: the run's own, then one group per config section."""
+    parser.add_argument("--preset", help=f"named starting config: {', '.join(sorted(PRESETS))} (default: demo)")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="run directory to write (must not hold a run, unless --resume)"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out; finished replicas are kept")
+    parser.add_argument(
+        "--set", action="append", metavar="SECTION.FIELD=VALUE",
+        help=f"set any config field, e.g. {SET_EXAMPLE} (repeatable; after the flags; lists comma-separated, "
+             "pairs colon-joined: recipe.lr_decays=75:5e-4,100:3e-4)",
+    )  # fmt: skip
+    groups = {
+        section: parser.add_argument_group(section, (klass.__doc__ or "").split(". ")[0].rstrip("."))
+        for section, klass in section_classes().items()
+    }
+    for cf in flagged_fields():
+        _add_flag(groups[cf.section], cf)
+    groups[SPEED_ONLY_SECTION].add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_flag(group: argparse._ArgumentGroup, cf: ConfigField) -> None:
+    """One field's flag: a switch for a boolean, else a value of the field's type."""
+    meta = cf.field.metadata
+    if cf.hint is bool:
+        group.add_argument(meta["flag"], action="store_true", default=None, help=meta["help"])
+        return
+    group.add_argument(meta["flag"], type=value_parser(cf.hint), choices=meta.get("choices"), help=meta["help"])
+
+
+# ------------------------------------------------------------------ flags -> config
+
+
+def parse_set(text: str, fields: dict[str, ConfigField]) -> tuple[ConfigField, Any]:
+    """One ``--set section.field=value``: the field and its parsed value, or a ConfigError."""
+    key, sep, raw = text.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot:
+        raise ConfigError(f"--set {text!r}: write section.field=value, e.g. --set {SET_EXAMPLE}")
+    if section not in SECTIONS:
+        raise ConfigError(f"--set {text}: unknown config section {section!r}; choose one of: {', '.join(SECTIONS)}")
+    if key.strip() not in fields:
+        names = [cf.field.name for cf in fields.values() if cf.section == section]
+        raise ConfigError(f"--set {text}: {section} has no field {name!r}; choose one of: {', '.join(names)}")
+    cf = fields[key.strip()]
+    try:
+        return cf, value_parser(cf.hint)(raw.strip())
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(f"--set {text}: {err}") from None
+    except ValueError:
+        raise ConfigError(f"--set {text}: {raw.strip()!r} is not a valid {cf.field.type} for {cf.key}") from None
+
+
+def requested_changes(args: argparse.Namespace) -> list[tuple[ConfigField, Any]]:
+    """Every field the flags and --set entries change, in the order they apply."""
+    changes = []
+    for cf in flagged_fields():
+        value = getattr(args, cf.dest)
+        if value is not None:
+            changes.append((cf, (not cf.field.default) if cf.hint is bool else value))
+    fields = {cf.key: cf for cf in config_fields()}
+    return changes + [parse_set(text, fields) for text in args.set or ()]
+
+
+def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """A new config with every flag and --set entry the user gave."""
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for cf, value in requested_changes(args):
+        sections[cf.section][cf.field.name] = value
+    return RunConfig(**{name: dataclasses.replace(getattr(config, name), **sections[name]) for name in SECTIONS})
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """The config to run: the stored one for a bare --resume, else the preset plus flags."""
+    flags_given = args.preset is not None or any(
+        cf.section != SPEED_ONLY_SECTION for cf, _ in requested_changes(args)
+    )
+    if args.resume and not flags_given and (args.out / "run.json").exists():
+        return apply_overrides(stored_config(args.out), args)
+    return apply_overrides(preset(args.preset or "demo"), args)
+
+
+def stored_config(out: Path) -> RunConfig:
+    """The config a run directory was started with; a RunDirError when run.json is damaged."""
+    from labelsim.rundir import RunDirError, read_meta
+
+    try:
+        return RunConfig.from_dict(read_meta(out)["config"])
+    except RunDirError:
+        raise
+    except (ConfigError, TypeError, AttributeError) as err:
+        raise RunDirError(f"{out / 'run.json'} holds a damaged config ({err}); start a new --out") from None
+
+
+# ------------------------------------------------------------------ running
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the grid and print where the results are; 2 on a bad config or file, 130 on Ctrl-C."""
+    from labelsim.sim.distributed import initialize_from_env
+
+    initialize_from_env()  # several hosts: LABELSIM_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID
+    try:
+        config = resolve_config(args)
+        from labelsim.sim.runner import run_grid
+
+        out = run_grid(config, args.out, resume=args.resume, progress=not args.no_progress)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        then = f"continue with: --out {args.out} --resume" if (args.out / "run.json").exists() else "run again"
+        print(f"error: {err.strerror or err}{where}; fix it, then {then}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished replicas are saved. Continue with: --out {args.out} --resume", file=sys.stderr)
+        return 130
+    print(f"done: {out}/run.json, replicas.csv, confusion.npz")
+    print(f"next: python -m labelsim analyze {out}   |   python -m labelsim report {out}")
+    return 0
