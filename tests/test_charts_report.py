@@ -87,10 +87,7 @@ def test_builders_accept_plain_rows() -> None:
 def test_report_is_offline_with_one_bundle_and_one_spec_per_chart(
     analysis: Analysis, tmp_path: Path
 ) -> None:
-    extra = [("Budget", "<p id='budget-marker'>plan</p><div id='budget_chart'></div>")]
-    bar = {"mark": "bar", "data": {"values": [{"x": 1}]}, "encoding": {"x": {"field": "x"}}}
-    path = build_report(analysis.run.path, extra, out=tmp_path / "r.html", analysis=analysis,
-                        extra_specs={"budget_chart": bar})
+    path = build_report(analysis.run.path, out=tmp_path / "r.html", analysis=analysis)
     page = path.read_text(encoding="utf-8")
     assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.I)
     assert not re.search(r"<link\b", page, re.I)
@@ -101,8 +98,8 @@ def test_report_is_offline_with_one_bundle_and_one_spec_per_chart(
                      page, re.S).group(1)
     specs = json.loads(blob)
     divs = re.findall(r"<div id='([a-z_]+)'></div>", page)
-    assert sorted(divs) == sorted(specs) and set(specs) == CHART_IDS | {"budget_chart"}
-    assert "budget-marker" in page and "Configuration" in page
+    assert sorted(divs) == sorted(specs) and set(specs) == CHART_IDS
+    assert "Configuration" in page
     assert "diverged" in page and "fake cpu" in page
 
 

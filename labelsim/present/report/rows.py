@@ -1,0 +1,151 @@
+"""The charts of a run's report: each chart's data rows and the list of charts the run supports.
+
+Rows are plain dicts (points with intervals, fitted curves with bands); ``report_charts`` pairs
+each chart with its id and caption.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from labelsim.analysis import Analysis, confusion_rows, pair_table
+from labelsim.analysis.derived import noise_band, volume_band
+from labelsim.analysis.metrics import GridPoint, bump_rows
+from labelsim.present import charts
+
+CURVE_POINTS = 40  # points along each fitted curve
+
+Item = tuple[str, str, Any]  # (chart id, caption, chart)
+
+
+def noise_chart_rows(an: Analysis) -> list[dict]:
+    """Points (means with 95% intervals) and fitted lines with bands, per class, vs noise."""
+    rows = _point_rows(an, an.noise_points, "noise_rate")
+    if not an.noise_points:
+        return rows
+    xs = np.linspace(0.0, max(pm.point.noise_rate for pm in an.noise_points), CURVE_POINTS)
+    for cls, fit in an.fits.noise.items():
+        fitted, lo, hi = noise_band(fit, an.fits.samples["noise"][cls], xs)
+        rows += _curve_rows(cls, xs, fitted, lo, hi)
+    return rows
+
+
+def size_chart_rows(an: Analysis) -> list[dict]:
+    """Points and fitted volume curves with bands, per class, vs total training size."""
+    rows = _point_rows(an, an.size_points, "train_size")
+    if not an.size_points:
+        return rows
+    sizes = [pm.point.train_size for pm in an.size_points]
+    xs = np.geomspace(min(sizes), max(sizes), CURVE_POINTS)
+    for k, cls in enumerate(an.run.classes):
+        fit = an.fits.volume.get(cls)
+        if fit is not None:
+            n = xs * an.run.class_shares[k]
+            fitted, lo, hi = volume_band(fit, an.fits.samples["volume"][cls], n)
+            rows += _curve_rows(cls, xs, fitted, lo, hi)
+    return rows
+
+
+def _point_rows(an: Analysis, points: Sequence[Any], axis: str) -> list[dict]:
+    """Mean accuracy of each class at each grid point (x: the point's ``axis`` field), with
+    error bars of one std over repeats and the 95% interval."""
+    return [row for pm in points for row in _class_rows(an, pm, getattr(pm.point, axis))]
+
+
+def _class_rows(an: Analysis, pm: Any, x: float) -> list[dict]:
+    """Mean accuracy of each class at one grid point."""
+    acc = pm.accuracy
+    return [
+        {"kind": "point", "class": cls, "x": float(x), "accuracy": float(acc.mean[k]),
+         "lo": float(acc.mean[k] - acc.std[k]), "hi": float(acc.mean[k] + acc.std[k]),
+         "ci_lo": float(acc.lo[k]), "ci_hi": float(acc.hi[k]), "n": acc.n}
+        for k, cls in enumerate(an.run.classes)
+    ]
+
+
+def _curve_rows(cls: str, xs: np.ndarray, fitted: np.ndarray, lo: np.ndarray,
+                hi: np.ndarray) -> list[dict]:
+    """A fitted curve of one class with its band, one row per x."""
+    return [
+        {"kind": "curve", "class": cls, "x": float(x), "fit": float(f), "fit_lo": float(a),
+         "fit_hi": float(b)}
+        for x, f, a, b in zip(xs, fitted, lo, hi)
+    ]
+
+
+def _condition(an: Analysis, prefix: str) -> Any:
+    """The first named condition (grid point metrics) whose name starts with ``prefix``."""
+    return next((pm for name, pm in an.conditions if name.startswith(prefix)), None)
+
+
+def report_charts(an: Analysis) -> list[Item]:
+    """(id, caption, chart) of every chart the run's data supports."""
+    out: list[Item] = []
+    classes = an.run.classes
+    if an.baseline is not None:
+        out.append(("confusion_baseline", "Average confusion matrix of the clean full-data "
+                    "baseline (counts).",
+                    charts.confusion_heatmap(confusion_rows(an.baseline, classes),
+                                             f"Baseline: {an.baseline.point.name()}")))
+        for prefix, label in (("noise", "highest noise"), ("size", "smallest size")):
+            pm = _condition(an, prefix)
+            if pm is not None:
+                rows = confusion_rows(pm, classes, an.baseline)
+                out.append((f"confusion_diff_{prefix}", f"Average confusion at the {label} minus "
+                            "the baseline's (counts; red: more, blue: fewer).",
+                            charts.confusion_diff_heatmap(rows, f"{pm.point.name()} - baseline")))
+    out += _curve_charts(an)
+    out += _pair_charts(an)
+    bump = bump_rows(an.points, an.run, an.model, an.noise_model, classes)
+    if bump:
+        out.append(("ranking_bump", "Rank of each class (1 = least accurate) from the smallest "
+                    "size through the baseline to the highest noise.", charts.ranking_bump(bump)))
+    sens = an.sensitivity["rows"]
+    if any("slope" in r and "need" in r for r in sens):
+        out.append(("sensitivity", "Noise slope vs volume need per class, with 95% intervals.",
+                    charts.sensitivity_scatter(sens)))
+    return out
+
+
+def _curve_charts(an: Analysis) -> list[Item]:
+    """Accuracy vs noise and vs size, each when the run has more than one point."""
+    out: list[Item] = []
+    if len(an.noise_points) > 1:
+        out.append(("accuracy_vs_noise", "Per-class accuracy vs label-noise rate: means over "
+                    "repeats with ±1 std bars, fitted line with its 95% bootstrap band.",
+                    charts.accuracy_vs_noise(noise_chart_rows(an))))
+    if len(an.size_points) > 1:
+        out.append(("accuracy_vs_size", "Per-class accuracy vs training-set size (log axis): "
+                    "means with ±1 std bars, fitted saturating curve with its 95% bootstrap band.",
+                    charts.accuracy_vs_size(size_chart_rows(an))))
+    return out
+
+
+def _pair_charts(an: Analysis) -> list[Item]:
+    """The most frequent confusions vs noise and vs size."""
+    rows = pair_table(an)
+    out: list[Item] = []
+    noisy = {pm.point for pm in an.noise_points}
+    sized = {pm.point for pm in an.size_points}
+    rows = [r | {"lo": max(r["rate"] - r["rate_std"], 0.0), "hi": r["rate"] + r["rate_std"]}
+            for r in rows]
+    by_noise = [r for r in rows if _row_point(r) in noisy]
+    by_size = [r for r in rows if _row_point(r) in sized]
+    if len(noisy) > 1:
+        out.append(("pairs_vs_noise", "Most frequent confusions (and their reverses) vs noise: "
+                    "rate = count / true-class total, ±1 std over repeats.",
+                    charts.pair_confusions(by_noise, "noise_rate", "Pair confusions vs noise")))
+    if len(sized) > 1:
+        out.append(("pairs_vs_size", "Most frequent confusions (and their reverses) vs size: "
+                    "rate = count / true-class total, ±1 std over repeats.",
+                    charts.pair_confusions(by_size, "train_size", "Pair confusions vs size")))
+    return out
+
+
+def _row_point(row: dict) -> GridPoint:
+    """The grid point a pair-table row belongs to."""
+    return GridPoint(row["model"], row["noise_model"], row["noise_rate"], row["train_size"],
+                     row["label"])
+
