@@ -16,13 +16,17 @@ import numpy as np
 import pytest
 
 from labelsim.analysis.budget import (
+    DEFAULT_MAX_RATIO,
     OPTIMIZED,
+    SIMULATION_DIR,
     BudgetError,
     BudgetProblem,
     ClassCurve,
     Plan,
+    RunContext,
     Tier,
     build_optimizer,
+    compare_simulation,
     cost_curves,
     cost_to_reach,
     curves_from_fits,
@@ -32,12 +36,16 @@ from labelsim.analysis.budget import (
     parse_tier,
     plan_budget,
     power_law_curve,
+    replica_specs,
     result_to_dict,
     simple_strategies,
+    simulation_plans,
     sweep_budgets,
 )
 from labelsim.commands import budget as command
 from labelsim.config import ConfigError, RunConfig
+from labelsim.present.budget_chart import budget_chart
+from labelsim.present.budget_text import format_simulation
 
 TOL = 1e-9
 
@@ -445,7 +453,7 @@ def test_command_records_the_max_ratio(tmp_path: Path, monkeypatch: pytest.Monke
     totals = [row["total"] for row in saved.data["plan"]["classes"]]
     assert max(totals) <= 1.5 * min(totals)
     assert run_command(argv[:-2] + ["--json", "--no-save"]) == 0
-    assert json.loads(capsys.readouterr().out)["max_ratio"] == command.DEFAULT_MAX_RATIO
+    assert json.loads(capsys.readouterr().out)["max_ratio"] == DEFAULT_MAX_RATIO
     assert run_command(argv[:-1] + ["none", "--json", "--no-save"]) == 0
     assert json.loads(capsys.readouterr().out)["max_ratio"] is None
     assert run_command(argv[:-1] + ["0.5"]) == 2
@@ -511,10 +519,10 @@ def test_bad_problem_inputs() -> None:
 # ------------------------------------------------------------------ the command
 
 
-def fake_context(tmp_path: Path, k: int = 4) -> command.RunContext:
+def fake_context(tmp_path: Path, k: int = 4) -> RunContext:
     curves = random_curves(k, np.random.default_rng(1), (50, 500))
     names = tuple(c.name for c in curves)
-    return command.RunContext(tmp_path, names, curves, (500,) * k, {"config": RunConfig().to_dict()})
+    return RunContext(tmp_path, names, curves, (500,) * k, {"config": RunConfig().to_dict()})
 
 
 def run_command(argv: list[str]) -> int:
@@ -577,14 +585,11 @@ def test_command_text_json_and_chart(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert {c["strategy"] for c in payload["curves"]} == set(payload["cost_to_target"])
 
 
-def test_report_section_and_chart(tmp_path: Path) -> None:
+def test_budget_chart(tmp_path: Path) -> None:
     ctx = fake_context(tmp_path)
     problem = BudgetProblem(ctx.curves, (Tier("crowd", 0.04, 0.2), Tier("expert", 0.15, 0.02)), 60.0)
     result = plan_budget(problem, target=0.8, points=5)
-    title, body = command.budget_report_section(result)
-    assert title == "Labeling budget"
-    assert "<table>" in body and "c0" in body and "vegaEmbed" in body
-    chart = command.budget_chart(result.curves, 60.0)
+    chart = budget_chart(result.curves, 60.0)
     spec = chart.to_dict()
     assert len(spec["layer"]) == 2
     json.dumps(result_to_dict(result), allow_nan=False)
@@ -622,17 +627,17 @@ def test_measured_vs_predicted_from_a_simulated_run(tmp_path: Path) -> None:
     ctx = fake_context(tmp_path)
     problem = BudgetProblem(ctx.curves, (Tier("crowd", 0.04, 0.2), Tier("expert", 0.15, 0.02)), 60.0)
     result = plan_budget(problem, points=4)
-    plans = command.simulation_plans(result)
-    specs = command.replica_specs(plans, problem, "small_cnn", repeats=2)
+    plans = simulation_plans(result)
+    specs = replica_specs(plans, problem, "small_cnn", repeats=2)
     truth = {label: group[0].acc for label, group in plans.items()}
     write_sim_run(tmp_path / "sim", ctx.classes, specs, truth)
-    rows = command.compare_simulation(tmp_path / "sim", plans, ctx.classes)
+    rows = compare_simulation(tmp_path / "sim", plans, ctx.classes)
     strategies = {r["strategy"] for r in rows}
     assert OPTIMIZED in strategies and "all crowd (cheapest)" in strategies
     for row in rows:
         assert row["replicas"] == 2
         assert abs(row["error"]) < 0.01  # measured within rounding + the 1/200 repeat jitter
-    assert "measured vs predicted" in command.format_simulation(rows)
+    assert "measured vs predicted" in format_simulation(rows)
 
 
 def test_simulate_wiring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -654,7 +659,7 @@ def test_simulate_wiring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
             "--points", "4", "--simulate", "--repeats", "3"]  # fmt: skip
     assert run_command(argv) == 0
     config, out, resume, specs = calls[0]
-    assert out == tmp_path / command.SIMULATION_DIR and not resume
+    assert out == tmp_path / SIMULATION_DIR and not resume
     assert isinstance(config, RunConfig)
     labels = {s.label for s in specs}
     assert OPTIMIZED in labels and len(specs) == 3 * len(labels)
@@ -716,7 +721,7 @@ def test_end_to_end_on_a_fake_run(tmp_path: Path, capsys) -> None:
 def test_tier_noise_is_read_as_a_wrong_label_fraction() -> None:
     from types import SimpleNamespace
 
-    from labelsim.commands.budget import _rescaled, wrong_label_scale
+    from labelsim.analysis.budget.context import _rescaled, wrong_label_scale
 
     rows = [
         SimpleNamespace(is_custom=False, noise_rate=0.3, realized_noise=0.27),

@@ -4,9 +4,11 @@ The package: ``tiers`` (labeling tiers and per-class values read from text or fi
 ``curves`` (each class's predicted accuracy against its label count and noise rate),
 ``problem`` (the budget question and its checks), ``solver`` (candidate purchases per class
 and the exact knapsack; its docstring describes the solver), ``plans`` (plans, the
-optimizer and the simple strategies) and ``answer`` (budget sweeps, costs to reach a
-target, measured vs predicted, JSON); ``errors`` holds BudgetError. Every public name is
-importable from this package.
+optimizer and the simple strategies), ``answer`` (budget sweeps, costs to reach a
+target, measured vs predicted, JSON), ``context`` (a run's curves and images per class, and
+the problem on them) and ``simulation`` (the plans ``--simulate`` trains, and measured beside
+predicted once trained; the training itself is left to the caller, so nothing here imports
+jax); ``errors`` holds BudgetError. Every public name is importable from this package.
 
 Predictive model
 ----------------
@@ -70,13 +72,22 @@ from __future__ import annotations
 
 from labelsim.analysis.budget.answer import (
     BudgetResult,
+    answer_payload,
     cost_curves,
     cost_to_reach,
     measured_vs_predicted,
     plan_budget,
     plan_to_dict,
     result_to_dict,
+    save_result,
     sweep_budgets,
+)
+from labelsim.analysis.budget.context import (
+    RunContext,
+    load_context,
+    run_problem,
+    training_class_counts,
+    wrong_label_scale,
 )
 from labelsim.analysis.budget.curves import (
     ClassCurve,
@@ -103,11 +114,22 @@ from labelsim.analysis.budget.plans import (
 from labelsim.analysis.budget.problem import (
     DEFAULT_LEVELS,
     DEFAULT_MAX_CELLS,
+    DEFAULT_MAX_RATIO,
     OBJECTIVES,
     BudgetProblem,
     check_affordable,
     check_problem,
+    measure_title,
     minimum_cost,
+)
+from labelsim.analysis.budget.simulation import (
+    SIMULATION_DIR,
+    Simulation,
+    compare_simulation,
+    prepare_simulation,
+    read_measured,
+    replica_specs,
+    simulation_plans,
 )
 from labelsim.analysis.budget.solver import (
     ClassOptions,
@@ -136,8 +158,10 @@ from labelsim.analysis.budget.tiers import (
 __all__ = [
     "DEFAULT_LEVELS",
     "DEFAULT_MAX_CELLS",
+    "DEFAULT_MAX_RATIO",
     "OBJECTIVES",
     "OPTIMIZED",
+    "SIMULATION_DIR",
     "BudgetError",
     "BudgetProblem",
     "BudgetResult",
@@ -147,8 +171,11 @@ __all__ = [
     "Optimizer",
     "Plan",
     "Predictor",
+    "RunContext",
+    "Simulation",
     "Table",
     "Tier",
+    "answer_payload",
     "backtrack",
     "build_optimizer",
     "check_affordable",
@@ -156,6 +183,7 @@ __all__ = [
     "check_tier",
     "check_tiers",
     "class_options",
+    "compare_simulation",
     "composition_frontier",
     "cost_curves",
     "cost_grid",
@@ -165,6 +193,8 @@ __all__ = [
     "evaluate_plan",
     "knapsack_table",
     "label_step",
+    "load_context",
+    "measure_title",
     "measured_vs_predicted",
     "minimum_cost",
     "objective_value",
@@ -178,12 +208,20 @@ __all__ = [
     "pooled_counts",
     "power_law_curve",
     "predict_counts",
+    "prepare_simulation",
     "ratio_windows",
+    "read_measured",
+    "replica_specs",
     "result_to_dict",
+    "run_problem",
+    "save_result",
     "simple_strategies",
+    "simulation_plans",
     "solve",
     "solve_windows",
     "strategy_names",
     "sweep_budgets",
+    "training_class_counts",
     "worst_level",
+    "wrong_label_scale",
 ]

@@ -1,11 +1,14 @@
 """The full answer to a budget question: the plan, the simple strategies, budget sweeps and
-costs to reach a target; measured beside predicted accuracy after --simulate; and JSON."""
+costs to reach a target; measured beside predicted accuracy after --simulate; and JSON (the
+answer the budget command prints and saves for the report)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -23,6 +26,7 @@ from labelsim.analysis.budget.plans import (
 from labelsim.analysis.budget.problem import (
     BudgetProblem,
     check_affordable,
+    measure_title,
     minimum_cost,
 )
 from labelsim.analysis.budget.solver import CostGrid
@@ -256,3 +260,24 @@ def result_to_dict(result: BudgetResult) -> dict[str, Any]:
         "cost_to_target": result.cost_to_target,
         "warnings": result.warnings,
     }
+
+
+def answer_payload(result: BudgetResult, simulation: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The JSON the budget command prints and saves: the answer, its measure and any
+    measured-vs-predicted rows of --simulate."""
+    payload = result_to_dict(result) | {"measure": measure_title(result.problem)}
+    if simulation is not None:
+        payload["simulation"] = simulation
+    return payload
+
+
+def save_result(payload: dict[str, Any], path: Path) -> str:
+    """Write the answer as JSON for the report; a one-line note says where, or why not."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=1, allow_nan=False), encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        return (f"note: not saved for the report: cannot write {path} ({reason}); "
+                "pass --save FILE to save it elsewhere")
+    return f"saved for the report: {path}"
