@@ -28,7 +28,7 @@ from labelsim.config import ExecConfig, ModelConfig, RecipeConfig, ReplicaSpec, 
 from labelsim.sim.data import Dataset  # noqa: E402
 from labelsim.sim.grid import replica_keys  # noqa: E402
 from labelsim.sim.prepare import prepare_replica  # noqa: E402
-from labelsim.sim.runner import SlotTrainer  # noqa: E402
+from labelsim.sim.slots import ModelProgram, SlotTrainer  # noqa: E402
 
 
 def random_dataset(n: int, size: int, seed: int = 0) -> Dataset:
@@ -42,7 +42,7 @@ def random_dataset(n: int, size: int, seed: int = 0) -> Dataset:
 
 def make_trainer(config: RunConfig, dataset: Dataset, replicas: int) -> SlotTrainer:
     """A slot trainer with ``replicas`` full-data replicas (repeats 0..R-1) assigned."""
-    trainer = SlotTrainer(config, dataset, config.model.name, replicas)
+    trainer = SlotTrainer(config, dataset, ModelProgram.resolve(config, dataset, config.model.name), replicas)
     n = len(dataset.y_train)
     for slot in range(replicas):
         spec = ReplicaSpec(slot, "noise", slot, "shuffle", 0.0, n, config.model.name)

@@ -18,13 +18,13 @@ the confusion profile for humans).
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from labelsim.rundir import Replica, RunStore
 
 CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -39,13 +39,6 @@ _EXPONENT = np.array([0.8, 1.0, 1.2, 0.7, 0.9, 0.8, 1.0, 1.0, 0.8, 0.7])
 HUMAN_DISAGREEMENT = {"aggre": 0.0901, "random1": 0.1723, "random2": 0.1812,
                       "random3": 0.1764, "worse": 0.4021}
 _SEMANTIC = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}  # truck->automobile, bird->airplane, ...
-
-FIELDS = (
-    "replica", "experiment", "model", "noise_model", "noise_rate", "train_size", "repeat",
-    "realized_noise", "accuracy", "status", "steps", "total_steps", "diverged_step", "seconds",
-    "class_sizes", "class_noise", "label",
-)
-
 
 @dataclass(frozen=True)
 class Truth:
@@ -193,10 +186,11 @@ def write_fake_run(
             p = p + rng.normal(0, jitter, c)
             counts[i] = _confusion(np.clip(p, 0.01, 0.999), profile, test_per_class, rng)
         rows.append(_row(i, spec, status, counts[i], realized))
-    _write_csv(path / "replicas.csv", rows)
-    np.savez(path / "confusion.npz", counts=counts, transitions=transitions)
-    _write_meta(path, noise_levels, sizes, repeats, full_size, test_per_class, cross,
-                noise_models, seed, finished=not running, models=models, dataset=dataset)
+    meta = _meta(noise_levels, sizes, repeats, full_size, test_per_class, cross,
+                 noise_models, seed, finished=not running, models=models, dataset=dataset)
+    store = RunStore.create(path, meta, [row.spec for row in rows], c)
+    store.rows, store.counts, store.transitions = rows, counts, transitions
+    store.flush()
     return truth
 
 
@@ -230,29 +224,20 @@ def _transitions(n_k: float, realized: float, noise_model: str, profile: np.ndar
     return moved
 
 
-def _row(i: int, spec: dict, status: str, counts: np.ndarray, realized: float) -> dict:
+def _row(i: int, spec: dict, status: str, counts: np.ndarray, realized: float) -> Replica:
     finished = status == "finished"
-    total = counts.sum()
-    return dict(
-        replica=i, label="", class_sizes="", class_noise="",
-        realized_noise=round(realized, 6),
-        accuracy=round(float(np.trace(counts) / total), 6) if finished else "",
+    return Replica(
+        replica=i, **spec, realized_noise=round(realized, 6),
+        accuracy=round(float(np.trace(counts) / counts.sum()), 6) if finished else float("nan"),
         status=status, steps=100 if finished else 40, total_steps=100,
-        diverged_step=37 if status == "diverged" else "", seconds=12.5, **spec,
+        diverged_step=37 if status == "diverged" else None, seconds=12.5,
     )
 
 
-def _write_csv(file: Path, rows: list[dict]) -> None:
-    with file.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _write_meta(path, noise_levels, sizes, repeats, full_size, test_per_class, cross,
-                noise_models, seed, finished: bool, models=("small_cnn",),
-                dataset: str = "synthetic") -> None:
-    meta = {
+def _meta(noise_levels, sizes, repeats, full_size, test_per_class, cross,
+          noise_models, seed, finished: bool, models=("small_cnn",),
+          dataset: str = "synthetic") -> dict:
+    return {
         "labelsim_version": "0.1.0",
         "config": {
             "data": {"name": dataset, "synthetic_train": full_size},
@@ -267,6 +252,7 @@ def _write_meta(path, noise_levels, sizes, repeats, full_size, test_per_class, c
                     "test_size": test_per_class * len(CLASSES)},
         "classes": list(CLASSES),
         "test_class_counts": [test_per_class] * len(CLASSES),
+        "train_class_counts": [full_size // len(CLASSES)] * len(CLASSES),
         "git_commit": "0000000",
         "versions": {"python": "3.11", "jax": "0.0-fake", "numpy": np.__version__},
         "device": "fake cpu",
@@ -275,7 +261,6 @@ def _write_meta(path, noise_levels, sizes, repeats, full_size, test_per_class, c
         "status": "finished" if finished else "running",
         "extra_key_from_a_newer_version": {"ok": True},
     }
-    (path / "run.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from labelsim.analysis.metrics import (
     size_axis,
     spread,
 )
-from labelsim.analysis.runs import Replica, Run
+from labelsim.rundir import Replica, Run
 from labelsim.commands import analyze
 
 # rows = true class, columns = predicted class
@@ -183,7 +183,7 @@ def test_broken_run_dirs_raise_one_clear_error(tmp_path: Path, damage: str) -> N
     elif damage == "no_csv":
         (tmp_path / "replicas.csv").unlink()
     elif damage == "bad_csv":
-        text = (tmp_path / "replicas.csv").read_text().replace(",0.0,2000,", ",zero,2000,", 1)
+        text = (tmp_path / "replicas.csv").read_text().replace(",shuffle,0,2000,", ",shuffle,zero,2000,", 1)
         (tmp_path / "replicas.csv").write_text(text)
     elif damage == "no_npz":
         (tmp_path / "confusion.npz").unlink()

@@ -45,7 +45,8 @@ from labelsim.config import (
 from labelsim.sim.data import make_synthetic
 from labelsim.sim.grid import replica_keys
 from labelsim.sim.prepare import prepare_replica
-from labelsim.sim.runner import SlotTrainer, choose_run_slots, run_grid, slot_memory
+from labelsim.sim.runner import run_grid
+from labelsim.sim.slots import ModelProgram, SlotTrainer, choose_run_slots, slot_memory
 
 DATA = make_synthetic(256, 64, 8, seed=3)
 SPECS = [
@@ -67,9 +68,14 @@ def tiny_config(strategy: str = "auto", slots: int = 0) -> RunConfig:
     )
 
 
+def program(config: RunConfig) -> ModelProgram:
+    """The tiny config's model program (steps per call bounded by the 128-image replicas)."""
+    return ModelProgram.resolve(config, DATA, "small_cnn", 128)
+
+
 def train_specs(strategy: str) -> dict[str, Any]:
     """SPECS trained together for CALLS chunks: per-replica params, test counts and placement."""
-    trainer = SlotTrainer(tiny_config(strategy), DATA, "small_cnn", len(SPECS), min_train_size=128)
+    trainer = SlotTrainer(tiny_config(strategy), DATA, program(tiny_config(strategy)), len(SPECS))
     for slot, spec in enumerate(SPECS):
         keys = replica_keys(0, spec)
         prepared = prepare_replica(spec, keys, DATA.y_train, DATA.num_classes)
@@ -231,11 +237,11 @@ def test_slot_scheduling_equals_the_unscheduled_run(one_device_grid: np.ndarray,
 
 
 def test_memory_chooser_says_what_it_chose(capsys: pytest.CaptureFixture[str]) -> None:
-    assert choose_run_slots(tiny_config(), DATA, "small_cnn", 6) == 6  # a few KiB each: all fit
+    assert choose_run_slots(tiny_config(), DATA, program(tiny_config()), 6) == 6  # a few KiB each: all fit
     line = capsys.readouterr().err
     assert "slots: 6 concurrent replicas of small_cnn on 1 device(s)" in line and "GiB free" in line
-    assert choose_run_slots(tiny_config(), DATA, "small_cnn", 6, previous=4) == 4  # a resume keeps its slots
-    assert choose_run_slots(tiny_config(), DATA, "small_cnn", 6, previous=10**9) == 6  # unless they no longer fit
+    assert choose_run_slots(tiny_config(), DATA, program(tiny_config()), 6, previous=4) == 4  # a resume keeps its slots
+    assert choose_run_slots(tiny_config(), DATA, program(tiny_config()), 6, previous=10**9) == 6  # unless they no longer fit
 
 
 def test_choose_slots_fits_memory() -> None:
@@ -258,11 +264,11 @@ def test_choose_slots_is_a_multiple_of_the_devices() -> None:
 
 
 def test_override_and_memory_readers() -> None:
-    assert choose_run_slots(tiny_config(slots=2), DATA, "small_cnn", 5) == 2
-    assert choose_run_slots(tiny_config(slots=9), DATA, "small_cnn", 5) == 5
+    assert choose_run_slots(tiny_config(slots=2), DATA, program(tiny_config(slots=2)), 5) == 2
+    assert choose_run_slots(tiny_config(slots=9), DATA, program(tiny_config(slots=9)), 5) == 5
     with pytest.raises(ValueError, match="memory_fraction"):
         config = tiny_config()
-        choose_run_slots(dataclasses.replace(config, exec=dataclasses.replace(config.exec, memory_fraction=0.0)), DATA, "small_cnn", 5)
+        choose_run_slots(dataclasses.replace(config, exec=dataclasses.replace(config.exec, memory_fraction=0.0)), DATA, program(config), 5)
     assert distributed.available_host_bytes() > 2**20
     assert distributed.free_bytes_per_device() > 2**20
 
@@ -284,10 +290,10 @@ def test_free_memory_is_the_tightest_accelerators(monkeypatch: pytest.MonkeyPatc
 
 
 def test_slot_memory_counts_state_data_and_batched_temporaries() -> None:
-    loop_slot, shared = slot_memory(tiny_config("loop"), DATA, "small_cnn")
+    loop_slot, shared = slot_memory(tiny_config("loop"), DATA, program(tiny_config("loop")))
     assert shared == DATA.x_train.nbytes + DATA.x_test.nbytes + 4 * len(DATA.y_test)
     assert loop_slot > 2 * 4 * 256  # subset and labels, plus the state
-    vmap_slot, _ = slot_memory(tiny_config("vmap"), DATA, "small_cnn")
+    vmap_slot, _ = slot_memory(tiny_config("vmap"), DATA, program(tiny_config("vmap")))
     assert vmap_slot > loop_slot  # the batched program's temporaries grow with the slots
 
 

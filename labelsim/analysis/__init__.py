@@ -45,7 +45,7 @@ from labelsim.analysis.metrics import (
 )
 from labelsim.analysis.compare import Comparison, compare_run
 from labelsim.analysis.reference import ReferenceComparison, compare_models
-from labelsim.analysis.runs import Replica, Run, RunDirError, load_run
+from labelsim.rundir import Replica, Run, RunDirError, load_run
 from labelsim.analysis.text import fmt_ci, fmt_num
 
 __all__ = [

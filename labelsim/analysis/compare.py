@@ -26,15 +26,11 @@ from labelsim.analysis.metrics import (
     overall_accuracy,
     x1000,
 )
-from labelsim.analysis.runs import Replica, Run
+from labelsim.rundir import Replica, Run
+from labelsim.sim.noise import is_human_model
 from labelsim.analysis.text import fmt_ci, fmt_num
 
 OVERALL = "overall"
-
-
-def is_human(noise_model: str) -> bool:
-    """Whether a noise model replays human annotators (CIFAR-10N sets)."""
-    return noise_model.startswith("human")
 
 
 @dataclass(frozen=True)
@@ -87,12 +83,12 @@ class Comparison:
     @property
     def human_models(self) -> tuple[str, ...]:
         """Noise models that replay human annotators."""
-        return tuple(nm for nm in self.noise_models if is_human(nm))
+        return tuple(nm for nm in self.noise_models if is_human_model(nm))
 
     @property
     def synthetic_models(self) -> tuple[str, ...]:
         """Noise models drawn by a protocol (every non-human one)."""
-        return tuple(nm for nm in self.noise_models if not is_human(nm))
+        return tuple(nm for nm in self.noise_models if not is_human_model(nm))
 
     @property
     def side_by_side(self) -> bool:

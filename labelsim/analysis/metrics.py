@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 from scipy import stats
 
-from labelsim.analysis.runs import Replica, Run
+from labelsim.rundir import Replica, Run
 
 RATE_NAMES = ("tpr", "fnr", "fpr", "tnr")
 CLEAN = "none"  # noise model recorded for clean (rate 0) grid points: the protocol is moot there

@@ -16,7 +16,7 @@ import numpy as np
 
 from labelsim.analysis.compare import spearman
 from labelsim.analysis.metrics import CLEAN, PointMetrics, find_point, x1000
-from labelsim.analysis.runs import Run
+from labelsim.rundir import Run
 from labelsim.analysis.text import fmt_num
 
 SOURCE = "Talk 'Towards a cost-optimized labeling strategy' (Data Day Austin, 2020-01-25)"

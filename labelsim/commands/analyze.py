@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -120,8 +121,6 @@ def reference_files(an: Analysis) -> dict[str, list[dict]]:
 
 
 def _fit_rows(fits: dict[str, Any], overall: Any) -> list[dict]:
-    from dataclasses import asdict
-
     items = list(fits.items()) + ([("overall", overall)] if overall is not None else [])
     rows = []
     for cls, fit in items:

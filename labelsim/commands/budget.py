@@ -40,7 +40,7 @@ from labelsim.analysis.budget import (
     run_problem,
     save_result,
 )
-from labelsim.analysis.runs import RunDirError
+from labelsim.rundir import RunDirError
 from labelsim.analysis.saved_budget import SAVED_NAME
 from labelsim.config import ConfigError
 from labelsim.present.budget_chart import budget_chart, save_chart

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelsim.rundir import ReplicaRow, RunDirError, RunStore
+from labelsim.rundir import Replica, RunDirError, RunStore
 
 ACCURACY_TOLERANCE = 1e-6  # replicas.csv keeps six decimals
 NOISE_TOLERANCE = 1e-6
@@ -33,15 +33,15 @@ def find_faults(store: RunStore) -> list[str]:
         faults.append("confusion.npz holds negative counts")
     expected_rows = np.asarray(meta.get("test_class_counts", []), np.int64)
     for row in store.rows:
-        faults += _row_faults(row, counts[row.spec.replica], store.transitions[row.spec.replica], expected_rows)
+        faults += _row_faults(row, counts[row.replica], store.transitions[row.replica], expected_rows)
     if meta.get("status") == "finished" and store.pending():
         faults.append(f"run.json says finished but {len(store.pending())} replica(s) are not")
     return faults
 
 
-def _row_faults(row: ReplicaRow, matrix: np.ndarray, transitions: np.ndarray, expected_rows: np.ndarray) -> list[str]:
+def _row_faults(row: Replica, matrix: np.ndarray, transitions: np.ndarray, expected_rows: np.ndarray) -> list[str]:
     """Faults of one replica: its counts, accuracy, steps and realized noise against its row."""
-    i, faults = row.spec.replica, []
+    i, faults = row.replica, []
     if not 0 <= row.steps <= max(row.total_steps, 0):
         faults.append(f"replica {i}: {row.steps} steps taken of {row.total_steps}")
     if row.status == "diverged" and row.diverged_step is None:
@@ -60,7 +60,7 @@ def _row_faults(row: ReplicaRow, matrix: np.ndarray, transitions: np.ndarray, ex
         faults.append(f"replica {i}: accuracy {row.accuracy} != trace/total of its confusion matrix")
     if row.steps != row.total_steps:
         faults.append(f"replica {i}: finished after {row.steps} of {row.total_steps} steps")
-    size = row.spec.size
+    size = row.size
     labels = int(transitions.sum())
     if labels != size:
         faults.append(f"replica {i}: label transitions count {labels} labels, its training set has {size}")
@@ -72,10 +72,10 @@ def _row_faults(row: ReplicaRow, matrix: np.ndarray, transitions: np.ndarray, ex
 def find_notes(store: RunStore) -> list[str]:
     """Harmless states a kill can leave, which --resume repairs."""
     return [
-        f"replica {row.spec.replica} is {row.status} but confusion.npz already holds its counts "
+        f"replica {row.replica} is {row.status} but confusion.npz already holds its counts "
         "(the run stopped between two writes; --resume retrains and overwrites them)"
         for row in store.rows
-        if row.status in ("pending", "running") and store.counts[row.spec.replica].any()
+        if row.status in ("pending", "running") and store.counts[row.replica].any()
     ]
 
 

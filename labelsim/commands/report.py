@@ -11,6 +11,7 @@ from pathlib import Path
 
 from labelsim.analysis import RunDirError, analyze_run
 from labelsim.present.charts import FORMATS
+from labelsim.present.report import build_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +44,6 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     """Build the report; 2 on a bad run directory, bad option or unwritable destination."""
-    from labelsim.present.report import build_report
-
     try:
         formats = parse_formats(args.formats)
         an = analyze_run(args.run_dir, args.model, args.noise_model, args.n_boot, args.seed)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labelsim.config import PRESETS, ConfigError, RunConfig, preset
+from labelsim.rundir import RunDirError, read_meta
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))  # data, model, recipe, grid, exec
 SPEED_ONLY_SECTION = "exec"  # its fields change speed, never results: flags for it keep a bare --resume bare
@@ -205,8 +206,6 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 def stored_config(out: Path) -> RunConfig:
     """The config a run directory was started with; a RunDirError when run.json is damaged."""
-    from labelsim.rundir import RunDirError, read_meta
-
     try:
         return RunConfig.from_dict(read_meta(out)["config"])
     except RunDirError:
@@ -220,6 +219,8 @@ def stored_config(out: Path) -> RunConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Train the grid and print where the results are; 2 on a bad config or file, 130 on Ctrl-C."""
+    # jax is imported here, not at the top: every labelsim command builds its parser from this
+    # module, and only training needs jax.
     from labelsim.sim.distributed import initialize_from_env
 
     initialize_from_env()  # several hosts: LABELSIM_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID

@@ -77,7 +77,6 @@ def human_set(name: str) -> str:
 def shuffle_labels(labels: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
     """The reference study's protocol: pick round(rate * n) records regardless of class and
     randomly permute the labels among them (a permuted label may land on its own class)."""
-    rate = check_rate(rate)
     noisy = labels.copy()
     count = int(round(rate * len(labels)))
     chosen = rng.choice(len(labels), size=count, replace=False)
@@ -90,7 +89,6 @@ def symmetric_labels(
 ) -> np.ndarray:
     """round(rate * n) records regardless of class, each moved to a different class chosen
     uniformly among the other classes."""
-    rate = check_rate(rate)
     noisy = labels.copy()
     count = int(round(rate * len(labels)))
     chosen = rng.choice(len(labels), size=count, replace=False)
@@ -106,7 +104,6 @@ def per_class_symmetric(
     chosen uniformly among the other classes."""
     noisy = labels.copy()
     for k, rate in enumerate(class_rates):
-        check_rate(float(rate), f"noise rate of class {k}")
         members = np.flatnonzero(labels == k)
         count = int(round(float(rate) * len(members)))
         chosen = rng.choice(members, size=count, replace=False)
@@ -151,9 +148,15 @@ def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def _rates(rate: float, class_rates: np.ndarray | None, num_classes: int) -> np.ndarray:
-    """One checked rate per class: ``class_rates`` if given, else ``rate`` for every class."""
+    """One rate per class: ``class_rates`` if given, else ``rate`` for every class (``corrupt``
+    has checked them)."""
     if class_rates is None:
-        return np.full(num_classes, check_rate(rate))
+        return np.full(num_classes, float(rate))
+    return np.asarray(class_rates, np.float64)
+
+
+def _checked_class_rates(class_rates: np.ndarray, num_classes: int) -> np.ndarray:
+    """One rate in [0, 1] per class, or a ConfigError naming the class."""
     class_rates = np.asarray(class_rates, np.float64)
     if class_rates.shape != (num_classes,):
         raise ConfigError(
@@ -232,7 +235,6 @@ def check_matrix(matrix: np.ndarray, num_classes: int) -> np.ndarray:
 
 def scaled_matrix(matrix: np.ndarray, rate: float) -> np.ndarray:
     """T_r = (1 - r) I + r T: the off-diagonal mass scaled by r; T_1 = T, T_0 = I."""
-    rate = check_rate(rate)
     scaled = rate * np.asarray(matrix, np.float64)
     np.fill_diagonal(scaled, 0.0)
     np.fill_diagonal(scaled, 1.0 - scaled.sum(axis=1))
@@ -308,7 +310,7 @@ def human_mix_labels(
     own disagreement with the clean labels."""
     noisy = labels.copy()
     if class_rates is None:
-        count = int(round(check_rate(rate) * len(labels)))
+        count = int(round(rate * len(labels)))
         chosen = rng.choice(len(labels), size=count, replace=False)
     else:
         chosen = _choose_per_class(labels, _rates(rate, class_rates, num_classes), rng)
@@ -465,8 +467,10 @@ def corrupt(
     """
     validate_noise_model(noise_model)
     labels = _check_labels(labels, num_classes)
+    # The one check of rates on the library's side (a run's config is checked before it
+    # starts, by labelsim.sim.validate); the protocols below take them as given.
     if class_rates is not None:
-        class_rates = _rates(rate, class_rates, num_classes)
+        class_rates = _checked_class_rates(class_rates, num_classes)
     else:
         rate = check_rate(rate)
     inputs = NoiseInputs(noise_model, labels, rate, rng, num_classes, class_rates, matrix, human)

@@ -33,7 +33,7 @@ def choose_subset(
         return np.arange(n_total)
     if stratified:
         counts = np.bincount(clean, minlength=num_classes)
-        quota = _largest_remainder(counts / n_total * spec.train_size, spec.train_size)
+        quota = noise.largest_remainder(spec.train_size, counts / n_total)
         return _per_class_subset(clean, quota, rng)
     return np.sort(rng.choice(n_total, size=spec.train_size, replace=False))
 
@@ -46,15 +46,6 @@ def _per_class_subset(clean: np.ndarray, sizes: np.ndarray, rng: np.random.Gener
             raise ConfigError(f"class {k} asks for {size} labels but the dataset has {len(members)}")
         parts.append(rng.choice(members, size=int(size), replace=False))
     return np.sort(np.concatenate(parts))
-
-
-def _largest_remainder(quotas: np.ndarray, total: int) -> np.ndarray:
-    """Integers that sum to ``total`` and are each the floor or ceiling of ``quotas``."""
-    base = np.floor(quotas).astype(int)
-    extra = total - base.sum()
-    order = np.argsort(-(quotas - base), kind="stable")
-    base[order[:extra]] += 1
-    return base
 
 
 def prepare_replica(

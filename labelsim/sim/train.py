@@ -1,6 +1,7 @@
 """Training of ONE replica, and its batched form over a leading replica (slot) axis.
 
-``train_step(state, data, images) -> (state, loss)`` is pure and written for one replica; the
+``train_step(state, data, images, order) -> (state, loss)`` is pure and written for one
+replica (``order`` is the epoch's permutation of its subset, drawn once per chunk); the
 replica axis comes from ``jax.vmap`` (or ``lax.map``), steps from ``lax.scan``. The images
 are shared by all replicas (``in_axes=None``); each replica has its own subset, labels, keys,
 parameters, BatchNorm statistics and optimizer state.
@@ -108,8 +109,8 @@ def batch_positions(data: ReplicaData, order: jnp.ndarray, step: jnp.ndarray, ba
 
 def make_train_step(
     model: nn.Module, recipe: RecipeConfig, normalize: Normalizer
-) -> Callable[[TrainState, ReplicaData, jnp.ndarray], tuple[TrainState, jnp.ndarray]]:
-    """The pure one-replica train step; ``images`` is the shared uint8 training set and
+) -> Callable[[TrainState, ReplicaData, jnp.ndarray, jnp.ndarray], tuple[TrainState, jnp.ndarray]]:
+    """The pure one-replica train step ``(state, data, images, order) -> (state, loss)``; ``images`` is the shared uint8 training set and
     ``order`` the epoch order (``epoch_order``) of the step's epoch."""
     tx = make_optimizer(recipe)
     dtype = getattr(model, "dtype", jnp.float32)
@@ -252,7 +253,6 @@ def _python_loop(one_replica: Callable, group: int) -> Callable:
         idle = jnp.full((steps,), jnp.nan, jnp.float32)
         return states, jnp.stack([losses.get(i, idle) for i in range(len(busy))])
 
-    looped.program = run_group  # the jitted group program (tests count its compilations)
     return looped
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from labelsim.models import MODELS
+from labelsim.sim import noise
 from labelsim.config import REPLICA_STRATEGIES, ConfigError, ReplicaSpec, RunConfig, check_rate
 from labelsim.rundir import RESULT_FILES, RUN_FILE, RunDirError, config_differences, read_meta
 
@@ -42,14 +44,10 @@ def validate_config(config: RunConfig) -> None:
 
 
 def _check_noise_model(name: str) -> None:
-    from labelsim.sim import noise
-
     noise.validate_noise_model(name)
 
 
 def _check_model(name: str) -> None:
-    from labelsim.models import MODELS
-
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
 
@@ -139,17 +137,30 @@ def estimate_result_bytes(replicas: int, classes: int, checkpoint_bytes: int) ->
     return 2 * replicas * classes * classes * 8 + replicas * 512 + checkpoint_bytes + (1 << 20)
 
 
-def validate_output(out: Path, resume: bool, needed_bytes: int = 1 << 20) -> None:
-    """The output directory can be written, holds no run unless resuming, and has room."""
+def validate_output(out: Path, resume: bool) -> None:
+    """The output directory can be written, holds no run unless resuming, and has room for a
+    small run (``check_room`` checks the whole run's need once the grid is known)."""
     out = Path(out)
     _check_run_presence(out, resume)
+    existing = _existing_folder(out)
+    if not os.access(existing, os.W_OK):
+        raise RunDirError(f"cannot write to {existing} (no write permission); choose another --out")
+    check_room(out)
+
+
+def _existing_folder(out: Path) -> Path:
+    """``out`` or its nearest existing parent folder."""
     existing = out
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         raise RunDirError(f"cannot create {out}: {existing} is a file, not a folder; choose another --out")
-    if not os.access(existing, os.W_OK):
-        raise RunDirError(f"cannot write to {existing} (no write permission); choose another --out")
+    return existing
+
+
+def check_room(out: Path, needed_bytes: int = 1 << 20) -> None:
+    """The disk under ``out`` has room for ``needed_bytes`` of results."""
+    existing = _existing_folder(Path(out))
     free = shutil.disk_usage(existing).free
     if free < needed_bytes:
         raise RunDirError(

@@ -15,7 +15,8 @@ from labelsim.analysis.budget.curves import ClassCurve, Predictor, curves_from_f
 from labelsim.analysis.budget.errors import BudgetError
 from labelsim.analysis.budget.problem import DEFAULT_MAX_RATIO, BudgetProblem
 from labelsim.analysis.budget.tiers import Tier
-from labelsim.analysis.runs import load_run
+from labelsim.analysis.fits import FitError, fit_run
+from labelsim.rundir import load_run
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,6 @@ class RunContext:
 
 def load_context(run_dir: Path) -> RunContext:
     """Fit the run's curves and read its images per class."""
-    from labelsim.analysis.fits import FitError, fit_run
-
     run = load_run(run_dir)
     try:
         fits = fit_run(run)

@@ -18,7 +18,7 @@ from labelsim.analysis.budget.context import RunContext
 from labelsim.analysis.budget.errors import BudgetError
 from labelsim.analysis.budget.plans import OPTIMIZED, Plan
 from labelsim.analysis.budget.problem import BudgetProblem
-from labelsim.analysis.runs import load_run
+from labelsim.rundir import load_run
 from labelsim.config import ReplicaSpec, RunConfig
 
 SIMULATION_DIR = "budget_sim"

@@ -15,7 +15,7 @@ from labelsim.analysis.fits.joint import JointFit, fit_joint
 from labelsim.analysis.fits.noise import NoiseFit, fit_noise
 from labelsim.analysis.fits.volume import VolumeFit, fit_volume
 from labelsim.analysis.metrics import class_accuracy, overall_accuracy
-from labelsim.analysis.runs import Replica, Run, RunDirError, load_run
+from labelsim.rundir import Replica, Run, RunDirError, load_run
 
 
 @dataclass(frozen=True)

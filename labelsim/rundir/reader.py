@@ -1,0 +1,202 @@
+"""The reader every command uses: run.json, replicas.csv and confusion.npz checked, each
+fault a RunDirError that says what to do; ``load_run`` gives the read-only ``Run``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labelsim.rundir.records import Replica
+from labelsim.rundir.schema import (
+    CONFUSION_FILE,
+    FINAL_STATUSES,
+    NPZ_ERRORS,
+    REQUIRED_COLUMNS,
+    RESULT_FILES,
+    RUN_FILE,
+    SCHEMA_KEY,
+    SCHEMA_VERSION,
+    TABLE_FILE,
+    RunDirError,
+)
+
+def _damaged(file: Path, err: BaseException) -> RunDirError:
+    return RunDirError(
+        f"{file} is unreadable ({type(err).__name__}: {err}); it is damaged or truncated: "
+        "restore it from a backup or start a new --out"
+    )
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """run.json, checked for a config and a schema this labelsim can read."""
+    file = Path(path) / RUN_FILE
+    if not file.exists():
+        others = [name for name in RESULT_FILES[1:] if (file.parent / name).exists()]
+        if others:
+            raise RunDirError(
+                f"{file} is missing but {file.parent} holds {', '.join(others)}: the run directory is damaged; "
+                f"restore {RUN_FILE} from a backup or start a new --out"
+            )
+        raise RunDirError(f"{file} is missing: {file.parent} is not a labelsim run directory")
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise _damaged(file, err) from None
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise RunDirError(f"{file} has no config; it was not written by labelsim")
+    check_schema(meta, file)
+    return meta
+
+
+def check_schema(meta: dict[str, Any], file: Path) -> None:
+    """Refuse a run written in a newer layout than this labelsim reads."""
+    version = meta.get(SCHEMA_KEY, 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise RunDirError(f"{file} has {SCHEMA_KEY} {version!r}, not a positive whole number; it is damaged")
+    if version > SCHEMA_VERSION:
+        raise RunDirError(
+            f"{file} was written by a newer labelsim (run schema version {version}; this labelsim "
+            f"reads up to version {SCHEMA_VERSION}): upgrade labelsim to read this run"
+        )
+
+
+def read_rows(path: Path) -> list[Replica]:
+    """replicas.csv, or a RunDirError that says what is wrong."""
+    file = Path(path) / TABLE_FILE
+    if not file.exists():
+        raise RunDirError(f"{file} is missing; the run directory is incomplete — start a new --out")
+    try:
+        with file.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
+            if missing:
+                raise RunDirError(f"{file} lacks column(s) {', '.join(missing)}; it is damaged or not labelsim's")
+            rows = [Replica.from_csv(row) for row in reader]
+    except RunDirError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, csv.Error) as err:
+        raise _damaged(file, err) from None
+    if [row.replica for row in rows] != list(range(len(rows))):
+        raise RunDirError(f"{file} is damaged: replica numbers are not 0..{len(rows) - 1} in order")
+    return rows
+
+
+def read_confusion(path: Path, replicas: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(counts, transitions or None) from confusion.npz, checked against the replica count."""
+    file = Path(path) / CONFUSION_FILE
+    if not file.exists():
+        raise RunDirError(f"{file} is missing; the run directory is incomplete — start a new --out")
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            counts = np.asarray(data["counts"], np.int64)
+            transitions = np.asarray(data["transitions"], np.int64) if "transitions" in data else None
+    except NPZ_ERRORS as err:
+        raise _damaged(file, err) from None
+    if counts.ndim != 3 or counts.shape[0] != replicas or (transitions is not None and counts.shape != transitions.shape):
+        shapes = f"counts of shape {counts.shape}" + ("" if transitions is None else f" and transitions of shape {transitions.shape}")
+        raise RunDirError(
+            f"{file} holds {shapes}, expected ({replicas}, C, C) each: the files come from different runs; "
+            "restore them or start a new --out"
+        )
+    return counts, transitions
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory as read: metadata, the replica table and the confusion counts (R, C, C)."""
+
+    path: Path
+    meta: dict[str, Any]
+    classes: tuple[str, ...]
+    replicas: tuple[Replica, ...]
+    counts: np.ndarray
+    transitions: np.ndarray | None = None
+    class_shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes C."""
+        return len(self.classes)
+
+    def finished(self) -> list[Replica]:
+        """Replicas whose status is 'finished' (the only ones that enter averages and fits)."""
+        return [r for r in self.replicas if r.finished]
+
+    def diverged(self) -> list[Replica]:
+        """Replicas whose training diverged (left out of every average and fit)."""
+        return [r for r in self.replicas if r.status == "diverged"]
+
+    def unfinished(self) -> list[Replica]:
+        """Replicas still pending or running."""
+        return [r for r in self.replicas if r.status not in FINAL_STATUSES]
+
+    def models(self) -> list[str]:
+        """Models in replica order, without repeats."""
+        return list(dict.fromkeys(r.model for r in self.replicas))
+
+    def noise_models(self) -> list[str]:
+        """Noise models in replica order, without repeats."""
+        return list(dict.fromkeys(r.noise_model for r in self.replicas))
+
+    def full_size(self, model: str) -> int:
+        """The largest training-set size of a model's replicas (the 'full data' size)."""
+        sizes = [r.train_size for r in self.replicas if r.model == model and not r.is_custom]
+        if not sizes:
+            sizes = [r.train_size for r in self.replicas if r.model == model]
+        return max(sizes) if sizes else 0
+
+    def per_class_counts(self, replica: Replica) -> np.ndarray:
+        """Training records per class of a replica: its class_sizes, else train_size * share."""
+        if replica.class_sizes is not None:
+            return np.asarray(replica.class_sizes, dtype=float)
+        return replica.train_size * self.class_shares
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read and check a run directory; raises RunDirError with a one-line reason."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunDirError(f"{path} is not a directory; give the folder a run wrote (with run.json)")
+    meta = read_meta(path)
+    replicas = read_rows(path)
+    if not replicas:
+        raise RunDirError(f"{path / TABLE_FILE} has no replica rows")
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise RunDirError(f"{path / RUN_FILE} lists no class names under 'classes'")
+    counts, transitions = read_confusion(path, len(replicas))
+    if counts.shape[1:] != (len(classes), len(classes)):
+        raise RunDirError(
+            f"{path / CONFUSION_FILE}: counts has shape {counts.shape}, expected "
+            f"{(len(replicas), len(classes), len(classes))} (replicas x classes x classes); "
+            "the files come from different runs"
+        )
+    shares = class_shares(meta, len(classes))
+    return Run(path, meta, tuple(str(c) for c in classes), tuple(replicas), counts, transitions, shares)
+
+
+def class_shares(meta: dict[str, Any], num_classes: int) -> np.ndarray:
+    """Share of each class in the training data, from the recorded 'train_class_counts'
+    (runs written before it was recorded: 1/C each)."""
+    counts = meta.get("train_class_counts")
+    if isinstance(counts, list) and len(counts) == num_classes and sum(counts) > 0:
+        arr = np.asarray(counts, dtype=float)
+        return arr / arr.sum()
+    return np.full(num_classes, 1.0 / num_classes)
+
+
+def config_differences(stored: dict[str, Any], requested: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every setting that differs between two config dicts, as 'section.field: stored X, requested Y'."""
+    differences: list[str] = []
+    for key in sorted(set(stored) | set(requested), key=str):
+        a, b = stored.get(key), requested.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differences.append(f"{prefix}{key}: stored {a!r}, requested {b!r}")
+    return differences

@@ -1,0 +1,90 @@
+"""The run directory's one owner: the replica record round-trips, class shares come from the
+recorded training class counts, and a run from a newer schema is refused with a clear message."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fake_run import write_fake_run
+from labelsim.__main__ import main as labelsim_main
+from labelsim.config import DataConfig, ReplicaSpec, RunConfig
+from labelsim.rundir import SCHEMA_KEY, SCHEMA_VERSION, Replica, RunDirError, RunStore, load_run, read_rows
+from labelsim.sim.data import Dataset
+from labelsim.sim.runner import run_meta
+
+import run_grid
+
+
+def test_replica_record_round_trips_through_the_table(tmp_path: Path) -> None:
+    spec = ReplicaSpec(0, "custom", 2, "pairflip", 0.25, 30, "lenet", (10, 20), (0.1, 0.4), "plan a", 0.5)
+    done = Replica.from_spec(spec, realized_noise=0.2, accuracy=0.75, status="finished", steps=9, total_steps=9)
+    store = RunStore.create(tmp_path, {"config": {}, "classes": ["a", "b"]}, [spec], 2)
+    store.update(0, **{k: getattr(done, k) for k in ("realized_noise", "accuracy", "status", "steps", "total_steps")})
+    store.flush()
+    (back,) = read_rows(tmp_path)
+    assert back == done and back.spec == spec and back.size == 30
+    assert math.isnan(Replica.from_spec(spec).accuracy) and Replica.from_spec(spec).status == "pending"
+
+
+def _unbalanced() -> Dataset:
+    y_train = np.repeat(np.arange(3, dtype=np.int32), [60, 30, 10])
+    y_test = np.repeat(np.arange(3, dtype=np.int32), 5)
+    x = lambda n: np.zeros((n, 4, 4, 3), np.uint8)  # noqa: E731
+    return Dataset("unbalanced", x(len(y_train)), y_train, x(len(y_test)), y_test, ("a", "b", "c"))
+
+
+def test_class_shares_come_from_the_recorded_training_class_counts(tmp_path: Path) -> None:
+    data = _unbalanced()
+    meta = run_meta(RunConfig(data=DataConfig(name="unbalanced")), data, 1)
+    assert meta["train_class_counts"] == [60, 30, 10]
+    spec = ReplicaSpec(0, "volume", 0, "shuffle", 0.0, 50, "small_cnn")
+    RunStore.create(tmp_path, meta, [spec], 3)
+    run = load_run(tmp_path)
+    np.testing.assert_allclose(run.class_shares, [0.6, 0.3, 0.1])
+    np.testing.assert_allclose(run.per_class_counts(run.replicas[0]), [30, 15, 5])
+
+
+def test_a_run_without_recorded_counts_falls_back_to_equal_shares(tmp_path: Path) -> None:
+    write_fake_run(tmp_path)
+    meta = json.loads((tmp_path / "run.json").read_text())
+    del meta["train_class_counts"], meta[SCHEMA_KEY]  # as a run from before either was recorded
+    (tmp_path / "run.json").write_text(json.dumps(meta))
+    np.testing.assert_allclose(load_run(tmp_path).class_shares, np.full(10, 0.1))
+
+
+def _from_newer_version(path: Path) -> None:
+    write_fake_run(path)
+    meta = json.loads((path / "run.json").read_text())
+    assert meta[SCHEMA_KEY] == SCHEMA_VERSION
+    meta[SCHEMA_KEY] = SCHEMA_VERSION + 1
+    (path / "run.json").write_text(json.dumps(meta))
+
+
+def test_a_run_from_a_newer_schema_is_refused_everywhere(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _from_newer_version(tmp_path)
+    with pytest.raises(RunDirError, match="newer labelsim.*upgrade labelsim"):
+        load_run(tmp_path)
+    with pytest.raises(RunDirError, match="newer labelsim"):
+        RunStore.open(tmp_path)
+    capsys.readouterr()
+    for argv in (["analyze", str(tmp_path)], ["check", str(tmp_path)]):
+        assert labelsim_main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"schema version {SCHEMA_VERSION + 1}" in err and "Traceback" not in err
+    assert run_grid.main(["--resume", "--out", str(tmp_path)]) == 2
+    assert "upgrade labelsim" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["two", 0, 1.5, True])
+def test_a_damaged_schema_version_is_an_error(tmp_path: Path, value: object) -> None:
+    write_fake_run(tmp_path)
+    meta = json.loads((tmp_path / "run.json").read_text())
+    meta[SCHEMA_KEY] = value
+    (tmp_path / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(RunDirError, match="damaged"):
+        load_run(tmp_path)
