@@ -3,6 +3,9 @@
 Every protocol is exact in its counts: it corrupts ``round(rate * n)`` records (per class
 where the protocol is per class, with largest-remainder rounding for a transition matrix),
 never a Bernoulli draw per record. See ``NOISE_MODELS`` for the names ``corrupt`` accepts.
+
+About 490 lines, on purpose: the protocols share their exact-count helpers (largest
+remainder, move counts, per-class choice) and one dispatch table, and read best side by side.
 """
 
 from __future__ import annotations
