@@ -12,6 +12,7 @@ import pytest
 
 from fake_run import write_fake_run
 from labelsim.__main__ import main as labelsim_main
+from labelsim.analysis.budget.context import training_class_counts
 from labelsim.config import DataConfig, ReplicaSpec, RunConfig
 from labelsim.rundir import SCHEMA_KEY, SCHEMA_VERSION, Replica, RunDirError, RunStore, load_run, read_rows
 from labelsim.sim.data import Dataset
@@ -47,6 +48,7 @@ def test_class_shares_come_from_the_recorded_training_class_counts(tmp_path: Pat
     run = load_run(tmp_path)
     np.testing.assert_allclose(run.class_shares, [0.6, 0.3, 0.1])
     np.testing.assert_allclose(run.per_class_counts(run.replicas[0]), [30, 15, 5])
+    assert training_class_counts(run) == (60, 30, 10)  # what a budget plan may buy per class
 
 
 def test_a_run_without_recorded_counts_falls_back_to_equal_shares(tmp_path: Path) -> None:
