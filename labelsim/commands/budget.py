@@ -8,8 +8,10 @@ Example::
 prints the optimized plan (labels per class and tier, cost, predicted accuracy with
 intervals), the same budget spent by simple strategies, and the cost of reaching the target
 with each. ``--simulate`` trains the plans as one batched grid and sets the measured
-accuracies beside the predicted ones. The predictive model and its limits are described in
-``labelsim.analysis.budget``.
+accuracies beside the predicted ones. ``--design N`` first trains (or reuses) N space-filling
+mixes of per-class label counts and noise rates as RUN_DIR/budget_design, data for a model in
+which every class's counts and noise matter to each class. The predictive model and its
+limits are described in ``labelsim.analysis.budget``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Sequence
 
 from labelsim.analysis.budget import (
     DEFAULT_MAX_RATIO,
+    DESIGN_DIR,
     SIMULATION_DIR,
     BudgetError,
     BudgetProblem,
@@ -29,13 +32,16 @@ from labelsim.analysis.budget import (
     RunContext,
     Tier,
     answer_payload,
+    check_design_args,
     check_tiers,
     compare_simulation,
+    design_note,
     load_context,
     measure_title,
     parse_class_values,
     parse_tier,
     plan_budget,
+    prepare_design,
     prepare_simulation,
     run_problem,
     save_result,
@@ -84,6 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"folder of the simulated run (default RUN_DIR/{SIMULATION_DIR})")
     add("--repeats", type=int, help="repeats per simulated plan (default: the run's)")
     add("--resume", action="store_true", help="continue an interrupted simulated run")
+    add("--design", type=int, metavar="N",
+        help="first train (or reuse) N >= 2 space-filling mixes of per-class label counts and "
+             "noise rates, data for a cross-class model")
+    add("--design-seed", type=int, default=0, help="seed of the design's points (default 0)")
+    add("--design-repeats", type=int, default=1, help="repeats per design point (default 1)")
+    add("--design-out", type=Path,
+        help=f"folder of the design run (default RUN_DIR/{DESIGN_DIR})")
 
 
 def _ratio_arg(text: str) -> float | None:
@@ -110,6 +123,8 @@ def _run(args: argparse.Namespace) -> int:
     _check_numbers(args)
     context = load_context(args.run_dir)
     problem = build_problem(args, context, tiers)
+    if args.design is not None:
+        print(train_design(problem, context, args), file=sys.stderr if args.json else sys.stdout)
     result = plan_budget(problem, target=args.target, points=args.points, top=args.max_budget)
     simulation = simulate(result, context, args) if args.simulate else None
     if args.chart is not None:
@@ -135,6 +150,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise BudgetError("--points must be at least 2")
     if args.repeats is not None and args.repeats < 1:
         raise BudgetError("--repeats must be at least 1")
+    if args.design is not None:
+        check_design_args(args.design, args.design_repeats)
 
 
 def build_problem(args: argparse.Namespace, context: RunContext, tiers: Sequence[Tier]) -> BudgetProblem:
@@ -168,3 +185,15 @@ def simulate(result: BudgetResult, context: RunContext, args: argparse.Namespace
     sim = prepare_simulation(result, context, out=args.simulate_out, repeats=args.repeats, resume=args.resume)
     run_grid(sim.config, sim.out, resume=args.resume, replicas=sim.specs, progress=not args.json)
     return compare_simulation(sim.out, sim.plans, context.classes)
+
+
+def train_design(problem: BudgetProblem, context: RunContext, args: argparse.Namespace) -> str:
+    """Train (or resume, or reuse) the --design run; its one-line note."""
+    design = prepare_design(
+        problem, context, args.design, seed=args.design_seed, repeats=args.design_repeats, out=args.design_out
+    )
+    if design.needs_training:
+        from labelsim.sim.runner import run_grid  # training needs jax: imported to train only
+
+        run_grid(design.config, design.out, resume=design.resume, replicas=design.specs, progress=not args.json)
+    return design_note(design)

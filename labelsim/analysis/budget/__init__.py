@@ -8,7 +8,9 @@ optimizer and the simple strategies), ``answer`` (budget sweeps, costs to reach 
 target, measured vs predicted, JSON), ``context`` (a run's curves and images per class, and
 the problem on them) and ``simulation`` (the plans ``--simulate`` trains, and measured beside
 predicted once trained; the training itself is left to the caller, so nothing here imports
-jax); ``errors`` holds BudgetError. Every public name is importable from this package.
+jax), ``design`` (the ``--design`` mix grid: space-filling per-class counts and noise, trained
+as its own run for a cross-class model); ``errors`` holds BudgetError. Every public name is
+importable from this package.
 
 Predictive model
 ----------------
@@ -95,6 +97,19 @@ from labelsim.analysis.budget.curves import (
     curves_from_fits,
     power_law_curve,
 )
+from labelsim.analysis.budget.design import (
+    DESIGN_DIR,
+    DESIGN_FILE,
+    Design,
+    check_design_args,
+    design_note,
+    design_points,
+    design_region,
+    design_specs,
+    load_design,
+    prepare_design,
+    unit_design,
+)
 from labelsim.analysis.budget.errors import BudgetError
 from labelsim.analysis.budget.plans import (
     OPTIMIZED,
@@ -126,6 +141,8 @@ from labelsim.analysis.budget.simulation import (
     SIMULATION_DIR,
     Simulation,
     compare_simulation,
+    custom_specs,
+    per_class_accuracy,
     prepare_simulation,
     read_measured,
     replica_specs,
@@ -159,6 +176,8 @@ __all__ = [
     "DEFAULT_LEVELS",
     "DEFAULT_MAX_CELLS",
     "DEFAULT_MAX_RATIO",
+    "DESIGN_DIR",
+    "DESIGN_FILE",
     "OBJECTIVES",
     "OPTIMIZED",
     "SIMULATION_DIR",
@@ -168,6 +187,7 @@ __all__ = [
     "ClassCurve",
     "ClassOptions",
     "CostGrid",
+    "Design",
     "Optimizer",
     "Plan",
     "Predictor",
@@ -179,6 +199,7 @@ __all__ = [
     "backtrack",
     "build_optimizer",
     "check_affordable",
+    "check_design_args",
     "check_problem",
     "check_tier",
     "check_tiers",
@@ -189,11 +210,17 @@ __all__ = [
     "cost_grid",
     "cost_to_reach",
     "curves_from_fits",
+    "custom_specs",
+    "design_note",
+    "design_points",
+    "design_region",
+    "design_specs",
     "equal_counts",
     "evaluate_plan",
     "knapsack_table",
     "label_step",
     "load_context",
+    "load_design",
     "measure_title",
     "measured_vs_predicted",
     "minimum_cost",
@@ -202,12 +229,14 @@ __all__ = [
     "option_cells",
     "parse_class_values",
     "parse_tier",
+    "per_class_accuracy",
     "plan_budget",
     "plan_cost",
     "plan_to_dict",
     "pooled_counts",
     "power_law_curve",
     "predict_counts",
+    "prepare_design",
     "prepare_simulation",
     "ratio_windows",
     "read_measured",
@@ -222,6 +251,7 @@ __all__ = [
     "strategy_names",
     "sweep_budgets",
     "training_class_counts",
+    "unit_design",
     "worst_level",
     "wrong_label_scale",
 ]

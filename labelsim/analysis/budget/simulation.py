@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -72,11 +72,19 @@ def replica_specs(
     plans: dict[str, list[Plan]], problem: BudgetProblem, model: str, repeats: int
 ) -> list[ReplicaSpec]:
     """One custom replica per distinct plan and repeat."""
+    points = [(label, group[0].labels, group[0].class_noise(problem)) for label, group in plans.items()]
+    return custom_specs(points, model, repeats)
+
+
+def custom_specs(
+    points: Iterable[tuple[str, Sequence[int], Sequence[float]]], model: str, repeats: int
+) -> list[ReplicaSpec]:
+    """Custom replicas, ``repeats`` per point (label, labels per class, wrong-label fraction
+    per class); the overall noise rate is the label-weighted mean of the classes' rates."""
     specs = []
-    for label, group in plans.items():
-        plan = group[0]
-        sizes = tuple(int(n) for n in plan.labels)
-        noise = tuple(float(e) for e in plan.class_noise(problem))
+    for label, class_sizes, class_noise in points:
+        sizes = tuple(int(n) for n in class_sizes)
+        noise = tuple(float(e) for e in class_noise)
         overall = float(np.dot(sizes, noise) / max(sum(sizes), 1))
         for repeat in range(repeats):
             specs.append(ReplicaSpec(
@@ -105,13 +113,17 @@ def compare_simulation(
 def read_measured(sim_dir: Path) -> dict[str, np.ndarray]:
     """Per-class accuracy (replicas, K) of each label's finished replicas in a run directory."""
     run = load_run(sim_dir)
-    counts = run.counts.astype(float)
     out: dict[str, list[np.ndarray]] = {}
     for rep in run.replicas:
         if rep.status != _FINISHED:
             continue
-        matrix = counts[rep.replica]
-        rows = matrix.sum(axis=1)
-        acc = np.divide(np.diag(matrix), rows, out=np.full(len(rows), np.nan), where=rows > 0)
-        out.setdefault(rep.label, []).append(acc)
+        out.setdefault(rep.label, []).append(per_class_accuracy(run.counts[rep.replica]))
     return {label: np.stack(values) for label, values in out.items()}
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Per-class accuracy (C,) of a confusion matrix (rows true): diagonal over row sums
+    (nan for a class with no test images)."""
+    matrix = np.asarray(matrix, dtype=float)
+    rows = matrix.sum(axis=1)
+    return np.divide(np.diag(matrix), rows, out=np.full(len(rows), np.nan), where=rows > 0)
