@@ -46,11 +46,23 @@ from labelsim.analysis.budget import (
     run_problem,
     save_result,
 )
-from labelsim.rundir import RunDirError
+from labelsim.analysis.budget.loop import (
+    LOOP_DIR,
+    LoopAnswer,
+    baseline_confusion,
+    check_loop_args,
+    closed_loop,
+    design_observations,
+    grid_trainer,
+    loop_to_dict,
+    searched_proposer,
+)
+from labelsim.analysis.budget.plans import OPTIMIZED
 from labelsim.analysis.saved_budget import SAVED_NAME
-from labelsim.config import ConfigError
+from labelsim.config import ConfigError, RunConfig
 from labelsim.present.budget_chart import budget_chart, save_chart
-from labelsim.present.budget_text import format_result, format_simulation
+from labelsim.present.budget_text import format_loop, format_result, format_simulation
+from labelsim.rundir import RunDirError, load_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +102,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"folder of the simulated run (default RUN_DIR/{SIMULATION_DIR})")
     add("--repeats", type=int, help="repeats per simulated plan (default: the run's)")
     add("--resume", action="store_true", help="continue an interrupted simulated run")
+    add("--rounds", type=int, metavar="K",
+        help="with --simulate: K rounds of train, refit, re-plan, then the best measured plan "
+             "against the best simple strategy on fresh repeats; the recommendation is never a plan "
+             "that measured below a simple strategy (see labelsim.analysis.budget.loop)")
     add("--design", type=int, metavar="N",
         help="first train (or reuse) N >= 2 space-filling mixes of per-class label counts and "
              "noise rates, data for a cross-class model")
@@ -126,10 +142,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.design is not None:
         print(train_design(problem, context, args), file=sys.stderr if args.json else sys.stdout)
     result = plan_budget(problem, target=args.target, points=args.points, top=args.max_budget)
-    simulation = simulate(result, context, args) if args.simulate else None
+    loop = close_loop(result, context, args) if args.rounds is not None else None
+    simulation = simulate(result, context, args) if args.simulate and loop is None else None
     if args.chart is not None:
         save_chart(budget_chart(result.curves, problem.budget, measure_title(problem)), args.chart)
     payload = answer_payload(result, simulation)
+    if loop is not None:
+        payload["loop"] = loop_to_dict(loop, problem, context.classes)
     if args.json:
         print(json.dumps(payload, indent=2, allow_nan=False))
     else:
@@ -137,6 +156,9 @@ def _run(args: argparse.Namespace) -> int:
         if simulation is not None:
             print()
             print(format_simulation(simulation))
+        if loop is not None:
+            print()
+            print(format_loop(payload["loop"]))
     if not args.no_save:
         note = save_result(payload, args.save or args.run_dir / SAVED_NAME)
         print(note, file=sys.stderr if args.json else sys.stdout)
@@ -152,6 +174,10 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise BudgetError("--repeats must be at least 1")
     if args.design is not None:
         check_design_args(args.design, args.design_repeats)
+    if args.rounds is not None:
+        if not args.simulate:
+            raise BudgetError("--rounds needs --simulate: the loop trains its plans")
+        check_loop_args(args.rounds, args.repeats or 3)
 
 
 def build_problem(args: argparse.Namespace, context: RunContext, tiers: Sequence[Tier]) -> BudgetProblem:
@@ -197,3 +223,18 @@ def train_design(problem: BudgetProblem, context: RunContext, args: argparse.Nam
 
         run_grid(design.config, design.out, resume=design.resume, replicas=design.specs, progress=not args.json)
     return design_note(design)
+
+
+
+def close_loop(result: BudgetResult, context: RunContext, args: argparse.Namespace) -> LoopAnswer:
+    """--simulate --rounds K: train, refit and re-plan K rounds, then check on fresh repeats."""
+    from labelsim.sim.runner import run_grid  # training needs jax: imported for --simulate only
+
+    config = RunConfig.from_dict(context.meta["config"])
+    base = args.simulate_out or args.run_dir / LOOP_DIR
+    train = grid_trainer(result.problem, config, base, run_grid, progress=not args.json)
+    simple = [p for p in result.strategies if p.strategy != OPTIMIZED]
+    prior = design_observations(args.design_out or args.run_dir / DESIGN_DIR)
+    confusion = baseline_confusion(load_run(args.run_dir))
+    propose = searched_proposer(result.plan.counts, [p.counts for p in simple], confusion, prior)
+    return closed_loop(result.problem, simple, propose, train, rounds=args.rounds, repeats=args.repeats or 3)

@@ -150,3 +150,18 @@ def format_simulation(rows: list[dict[str, Any]]) -> str:
             f"{sd:>6} {r['replicas']:>4} {err:>7}"
         )
     return "\n".join(lines)
+
+
+def format_loop(loop: dict[str, Any]) -> str:
+    """The closed loop's table (plans measured in the rounds, then the fresh repeats) and verdict."""
+    lines = ["Closed loop: measured plans (mean objective over replicas, +- standard error)"]
+    for row in loop["rounds"] + loop["fresh"]:
+        se = "" if row["measured_se"] is None else f" +- {100 * row['measured_se']:.1f}"
+        where = "fresh repeats" if row["stage"] == "fresh" else f"round {row['round']}"
+        labels = row["labels_per_class"].values()
+        lines.append(
+            f"  {row['label']:<28} {where:<14} {pct(row['measured'])}{se:<8} n={row['replicas']}  "
+            f"cost {money(row['cost'])}  labels/class {min(labels)}-{max(labels)}"
+        )
+    lines.append(f"Recommendation: {loop['recommended']} ({loop['verdict']})")
+    return "\n".join(lines)

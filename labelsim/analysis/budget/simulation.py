@@ -77,16 +77,17 @@ def replica_specs(
 
 
 def custom_specs(
-    points: Iterable[tuple[str, Sequence[int], Sequence[float]]], model: str, repeats: int
+    points: Iterable[tuple[str, Sequence[int], Sequence[float]]], model: str, repeats: int, first_repeat: int = 0
 ) -> list[ReplicaSpec]:
     """Custom replicas, ``repeats`` per point (label, labels per class, wrong-label fraction
-    per class); the overall noise rate is the label-weighted mean of the classes' rates."""
+    per class), numbered from ``first_repeat`` (other numbers: other seeds); the overall noise
+    rate is the label-weighted mean of the classes' rates."""
     specs = []
     for label, class_sizes, class_noise in points:
         sizes = tuple(int(n) for n in class_sizes)
         noise = tuple(float(e) for e in class_noise)
         overall = float(np.dot(sizes, noise) / max(sum(sizes), 1))
-        for repeat in range(repeats):
+        for repeat in range(first_repeat, first_repeat + repeats):
             specs.append(ReplicaSpec(
                 replica=len(specs), experiment="custom", repeat=repeat, noise_model="shuffle",
                 noise_rate=overall, train_size=sum(sizes), model=model,

@@ -1,0 +1,261 @@
+"""Closing the loop by simulation: the model proposes plans, the simulator decides.
+
+Each round trains, as one batched grid, the plans the model rates best (with a few
+perturbations of them) and every simple strategy; their measured per-class accuracies become
+observations for the next round's model. After the last round the best *measured* plan is
+compared with the best simple strategy on fresh repeats (new seeds, no part in choosing it):
+choosing the best of many measured plans flatters it (the winner's curse), so the accuracy
+reported for the recommendation comes from those fresh repeats only, and a plan that
+measures below the best simple strategy there is never the recommendation.
+
+Training is a callable the caller passes (the command trains with ``labelsim.sim.runner``),
+so this module stays jax-free and testable with a stand-in simulator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from labelsim.analysis.budget.crossclass import Observation, curve_predictor, select_model
+from labelsim.analysis.budget.curves import Predictor
+from labelsim.analysis.budget.errors import BudgetError
+from labelsim.analysis.budget.plans import Plan, _effective_noise, objective_value, plan_cost
+from labelsim.analysis.budget.problem import BudgetProblem
+from labelsim.analysis.budget.design import load_design
+from labelsim.analysis.budget.search import feasible, local_search
+from labelsim.analysis.budget.simulation import custom_specs, read_measured
+from labelsim.config import RunConfig
+from labelsim.rundir import Run
+
+LOOP_DIR = "budget_loop"  # RUN_DIR/budget_loop/round_1, ..., fresh: one simulated run each
+
+# A plan to train: (label, counts (C, T)).
+Candidate = tuple[str, np.ndarray]
+# (candidates, repeats, first repeat, round name) -> label -> per-class accuracy (replicas, C)
+Trainer = Callable[[Sequence[Candidate], int, int, str], dict[str, np.ndarray]]
+# (problem, observations so far, round) -> candidate plans the model rates best
+Proposer = Callable[[BudgetProblem, list["Measured"], int], list[Candidate]]
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A plan and the per-class accuracies its trained replicas measured."""
+
+    label: str
+    counts: np.ndarray  # (C, T)
+    acc: np.ndarray  # (replicas, C)
+    simple: bool = False
+    round: int = 0
+
+    def objective(self, problem: BudgetProblem) -> np.ndarray:
+        """The objective of each replica (replicas,)."""
+        return np.asarray(objective_value(problem, self.acc), dtype=float)
+
+    def mean(self, problem: BudgetProblem) -> float:
+        """Mean objective over the replicas."""
+        return float(np.mean(self.objective(problem)))
+
+    def stderr(self, problem: BudgetProblem) -> float:
+        """Standard error of the mean objective (nan with one replica)."""
+        values = self.objective(problem)
+        return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+
+    def class_noise(self, problem: BudgetProblem) -> np.ndarray:
+        """Wrong-label fraction per class (C,)."""
+        return _effective_noise(problem, self.counts)
+
+
+@dataclass
+class LoopAnswer:
+    """The loop's measurements and its recommendation."""
+
+    measured: list[Measured]
+    chosen: Measured  # the best measured plan of the rounds
+    best_simple: Measured  # the best measured simple strategy of the rounds
+    fresh: dict[str, Measured] = field(default_factory=dict)  # label -> fresh repeats
+    recommended: str = ""  # label of the recommendation
+
+    def verdict(self, problem: BudgetProblem) -> str:
+        """One sentence: what is recommended and why, with the fresh measurements."""
+        rec, simple = self.fresh[self.recommended], self.fresh[self.best_simple.label]
+        if rec.label == simple.label:
+            if self.chosen.label == simple.label:
+                return (f"no plan the search reached measured better than {simple.label!r}; "
+                        f"it is the recommendation ({_pct(simple.mean(problem))} on fresh repeats)")
+            chosen = self.fresh[self.chosen.label]
+            return (f"the best searched plan {chosen.label!r} measured {_pct(chosen.mean(problem))} on fresh "
+                    f"repeats, below {simple.label!r} at {_pct(simple.mean(problem))}: {simple.label!r} is "
+                    "the recommendation")
+        gain = rec.mean(problem) - simple.mean(problem)
+        return (f"{rec.label!r} measured {_pct(rec.mean(problem))} on fresh repeats, "
+                f"{gain * 100:+.1f} points over {simple.label!r} ({_pct(simple.mean(problem))})")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def check_loop_args(rounds: int, repeats: int) -> None:
+    """Rounds and repeats the loop can use, or a BudgetError that says what to give."""
+    if rounds < 1:
+        raise BudgetError(f"--rounds {rounds}: give at least 1 round of simulation (e.g. --rounds 2)")
+    if repeats < 2:
+        raise BudgetError(f"--repeats {repeats}: the loop compares plans by their spread; give at least 2")
+
+
+def closed_loop(
+    problem: BudgetProblem,
+    simple: Sequence[Plan],
+    propose: Proposer,
+    train: Trainer,
+    *,
+    rounds: int,
+    repeats: int,
+) -> LoopAnswer:
+    """Train the proposed plans and the simple strategies for ``rounds`` rounds, then the best
+    measured plan and the best simple strategy on fresh repeats; recommend the better of the two
+    there (the simple strategy on a tie)."""
+    check_loop_args(rounds, repeats)
+    measured: dict[bytes, Measured] = {}
+    simple_plans = [(p.strategy, p.counts) for p in simple if p.predicted or np.all(p.counts.sum(1) > 0)]
+    if not simple_plans:
+        raise BudgetError("no simple strategy can be trained at this budget; raise --budget")
+    for round_ in range(1, rounds + 1):
+        proposed = propose(problem, list(measured.values()), round_)
+        fresh_candidates = _new_candidates(proposed + (simple_plans if round_ == 1 else []), measured)
+        if not fresh_candidates:
+            break
+        results = train(fresh_candidates, repeats, 0, f"round_{round_}")
+        simple_labels = {label for label, _ in simple_plans}
+        for label, counts in fresh_candidates:
+            if label in results:
+                measured[counts.tobytes()] = Measured(label, counts, results[label], label in simple_labels, round_)
+    found = list(measured.values())
+    simples = [m for m in found if m.simple]
+    if not simples:
+        raise BudgetError("no simple strategy finished training; see the simulated runs' replicas.csv")
+    best_simple = max(simples, key=lambda m: m.mean(problem))
+    chosen = max(found, key=lambda m: m.mean(problem))
+    answer = LoopAnswer(found, chosen, best_simple)
+    finals = [(best_simple.label, best_simple.counts)]
+    if chosen.label != best_simple.label:
+        finals.append((chosen.label, chosen.counts))
+    results = train(finals, repeats, repeats, "fresh")  # repeats numbered after the rounds': new seeds
+    answer.fresh = {label: Measured(label, counts, results[label]) for label, counts in finals if label in results}
+    if best_simple.label not in answer.fresh:
+        raise BudgetError("the fresh repeats of the best simple strategy did not finish; resume the run")
+    fresh_chosen = answer.fresh.get(chosen.label)
+    wins = fresh_chosen is not None and fresh_chosen.mean(problem) > answer.fresh[best_simple.label].mean(problem)
+    answer.recommended = chosen.label if wins else best_simple.label
+    return answer
+
+
+def _new_candidates(candidates: Sequence[Candidate], measured: dict[bytes, Measured]) -> list[Candidate]:
+    """Candidates whose purchase has not been trained yet, each purchase once."""
+    seen: set[bytes] = set(measured)
+    out: list[Candidate] = []
+    for label, counts in candidates:
+        counts = np.asarray(counts, dtype=np.int64)
+        key = counts.tobytes()
+        if key not in seen:
+            seen.add(key)
+            out.append((label, counts))
+    return out
+
+
+# Fewer observations than this and the cross-class forms are not fitted (5-fold held-out
+# error needs a few replicas per fold); the separable curves then rate the plans.
+MIN_OBSERVATIONS = 10
+
+
+def searched_proposer(
+    knapsack: np.ndarray,
+    starts: Sequence[np.ndarray],
+    confusion: np.ndarray,
+    prior: Sequence[Observation] = (),
+) -> Proposer:
+    """Round 1: the knapsack plan and the best plan a local search finds from it and from
+    ``starts`` (e.g. the simple strategies) on the best cross-class model of ``prior`` (a
+    designed grid); later rounds: the search again on the model refitted with every replica
+    measured so far. The model is chosen by held-out error (``select_model``)."""
+
+    def propose(problem: BudgetProblem, measured: list[Measured], round_: int) -> list[Candidate]:
+        observations = list(prior) + [
+            Observation(m.counts.sum(axis=1), m.class_noise(problem), acc) for m in measured for acc in m.acc
+        ]
+        predict: Predictor = curve_predictor(problem)
+        if len(observations) >= MIN_OBSERVATIONS:
+            predict = select_model(observations, confusion, predict).model
+        found = [local_search(problem, predict, start) for start in (knapsack, *starts) if _feasible(problem, start)]
+        best = max(found, key=lambda r: (r.objective, -plan_cost(problem, r.counts)))
+        proposals = [(f"searched, round {round_}", best.counts)]
+        return ([("optimized (knapsack)", np.asarray(knapsack))] if round_ == 1 else []) + proposals
+
+    return propose
+
+
+def _feasible(problem: BudgetProblem, counts: np.ndarray) -> bool:
+    return bool(feasible(problem, np.asarray(counts, dtype=np.int64)[None])[0])
+
+
+def baseline_confusion(run: Run) -> np.ndarray:
+    """Confusion rates (C, C) of the run's clean full-size replicas, rows summing to 1."""
+    full = max((r.train_size for r in run.finished() if not r.is_custom), default=0)
+    clean = [r.replica for r in run.finished() if not r.is_custom and r.noise_rate == 0 and r.train_size == full]
+    if not clean:
+        raise BudgetError(f"{run.path} has no finished clean full-size replica to take confusions from")
+    counts = run.counts[clean].sum(axis=0).astype(float)
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+
+
+def loop_to_dict(answer: LoopAnswer, problem: BudgetProblem, classes: Sequence[str]) -> dict:
+    """The loop's measurements and recommendation, JSON-ready."""
+
+    def row(m: Measured, stage: str) -> dict:
+        return {
+            "label": m.label, "stage": stage, "simple": m.simple, "round": m.round,
+            "labels_per_class": dict(zip(classes, m.counts.sum(axis=1).tolist())),
+            "labels_per_tier": dict(zip((t.name for t in problem.tiers), m.counts.sum(axis=0).tolist())),
+            "cost": plan_cost(problem, m.counts), "replicas": len(m.acc),
+            "measured": m.mean(problem), "measured_se": _finite(m.stderr(problem)),
+            "measured_per_class": dict(zip(classes, m.acc.mean(axis=0).tolist())),
+        }  # fmt: skip
+
+    return {
+        "recommended": answer.recommended,
+        "verdict": answer.verdict(problem),
+        "rounds": [row(m, "rounds") for m in answer.measured],
+        "fresh": [row(m, "fresh") for m in answer.fresh.values()],
+    }
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def grid_trainer(problem: BudgetProblem, config: RunConfig, base: Path, run_grid: Callable[..., Any], *,
+                 progress: bool = True) -> Trainer:
+    """A Trainer that trains each call's plans as one simulated run ``base/NAME`` with
+    ``run_grid`` (``labelsim.sim.runner.run_grid``; passed in, so this module needs no jax) and
+    reads their per-class accuracies; a run folder that exists is resumed."""
+
+    def train(candidates: Sequence[Candidate], repeats: int, first: int, name: str) -> dict[str, np.ndarray]:
+        points = [(label, counts.sum(axis=1), _effective_noise(problem, counts)) for label, counts in candidates]
+        out = Path(base) / name
+        specs = custom_specs(points, config.model.name, repeats, first_repeat=first)
+        run_grid(config, out, resume=(out / "run.json").exists(), replicas=specs, progress=progress)
+        return read_measured(out)
+
+    return train
+
+
+def design_observations(design_dir: Path) -> list[Observation]:
+    """The finished replicas of a --design run as observations (none when there is no design)."""
+    if not (Path(design_dir) / "run.json").exists():
+        return []
+    return [Observation(*row) for row in load_design(design_dir)]

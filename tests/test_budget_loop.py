@@ -1,0 +1,147 @@
+"""The closed loop: on a simulated world whose truth the curves do not see, the loop never
+recommends a plan that measures below the best simple strategy on fresh repeats, and does
+recommend an optimized plan that truly wins."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Callable, Sequence
+
+import numpy as np
+import pytest
+
+from labelsim.analysis.budget import BudgetError, BudgetProblem, Tier, plan_budget, power_law_curve
+from labelsim.analysis.budget.loop import Candidate, Measured, closed_loop
+from labelsim.analysis.budget.plans import predict_counts
+
+SPREAD = 0.002  # replica-to-replica spread of a class's measured accuracy
+
+
+def problem() -> BudgetProblem:
+    """Four classes of different steepness: the curves' optimum buys unequal expert counts."""
+    curves = tuple(
+        power_law_curve(f"c{i}", a=0.92, b=b, c=0.8, slope=0.4, n_range=(20, 2000))
+        for i, b in enumerate((0.02, 0.1, 0.8, 2.0))
+    )
+    tiers = (Tier("crowd", 0.01, 0.30), Tier("expert", 0.04, 0.02))
+    return BudgetProblem(curves, tiers, 30.0, max_ratio=None)
+
+
+def world(overrated: bool) -> Callable[[BudgetProblem, np.ndarray], np.ndarray]:
+    """True per-class accuracy: the curves' prediction, or (``overrated``) the prediction as if
+    the expert tier were as noisy as the crowd: the curves then overrate clean labels."""
+
+    def truth(p: BudgetProblem, counts: np.ndarray) -> np.ndarray:
+        if overrated:
+            p = dataclasses.replace(p, tiers=tuple(dataclasses.replace(t, noise=0.30) for t in p.tiers))
+        return predict_counts(p, counts)
+
+    return truth
+
+
+class Simulator:
+    """A stand-in trainer: each replica measures the truth plus seeded noise."""
+
+    def __init__(self, p: BudgetProblem, truth: Callable) -> None:
+        self.p, self.truth, self.calls, self.trained = p, truth, 0, []
+
+    def __call__(self, candidates: Sequence[Candidate], repeats: int, first: int, name: str) -> dict[str, np.ndarray]:
+        self.calls += 1
+        out = {}
+        for label, counts in candidates:
+            self.trained.append(counts.tobytes())
+            seed = zlib.crc32(counts.tobytes()) + 1000 * first
+            noise = np.random.default_rng(seed).normal(0, SPREAD, (repeats, len(self.p.curves)))
+            out[label] = np.clip(self.truth(self.p, counts) + noise, 0, 1)
+        return out
+
+
+def propose_optimized(p: BudgetProblem, measured: list[Measured], round_: int) -> list[Candidate]:
+    """The separable model's optimum (what the curves alone would recommend)."""
+    return [(f"optimized r{round_}", plan_budget(p, points=2).plan.counts)]
+
+
+def test_loop_never_recommends_a_plan_measured_below_the_best_simple_strategy() -> None:
+    p = problem()
+    result = plan_budget(p, points=2)
+    simple = [s for s in result.strategies if s.strategy != "optimized"]
+    sim = Simulator(p, world(overrated=True))
+    answer = closed_loop(p, simple, propose_optimized, sim, rounds=2, repeats=3)
+    recommended = answer.fresh[answer.recommended].mean(p)
+    assert recommended >= answer.fresh[answer.best_simple.label].mean(p)
+    # the curves rate their optimum above every simple strategy; the world does not
+    optimized = next(m for m in answer.measured if m.label.startswith("optimized"))
+    assert result.plan.objective >= max(s.objective for s in simple if s.predicted)
+    assert optimized.mean(p) < answer.best_simple.mean(p)
+    assert answer.recommended == answer.best_simple.label
+    assert "below" in answer.verdict(p) or "no plan" in answer.verdict(p)
+    # each purchase is trained once in the rounds (the proposal repeats in round 2), then fresh
+    assert len(sim.trained) == len(set(sim.trained)) + len(answer.fresh)
+    assert sim.calls == 2  # round 2 proposed nothing new, so the loop went on to the fresh repeats
+
+
+def test_loop_recommends_a_plan_that_truly_wins_with_its_fresh_accuracy() -> None:
+    p = problem()
+    result = plan_budget(p, points=2)
+    simple = [s for s in result.strategies if s.strategy != "optimized"]
+    sim = Simulator(p, world(overrated=False))  # the curves are the truth
+    answer = closed_loop(p, simple, propose_optimized, sim, rounds=1, repeats=3)
+    best_simple_truth = max(float(np.mean(world(False)(p, s.counts))) for s in simple)
+    assert float(np.mean(world(False)(p, result.plan.counts))) > best_simple_truth + SPREAD
+    assert answer.recommended.startswith("optimized")
+    chosen = answer.fresh[answer.recommended]
+    assert chosen.acc.shape == (3, 4) and "points over" in answer.verdict(p)
+    assert chosen.mean(p) > answer.fresh[answer.best_simple.label].mean(p)
+
+
+@pytest.mark.parametrize("rounds, repeats, message", [(0, 3, "--rounds 0"), (1, 1, "--repeats 1")])
+def test_bad_loop_arguments_are_clear_errors(rounds: int, repeats: int, message: str) -> None:
+    p = problem()
+    with pytest.raises(BudgetError, match=message):
+        closed_loop(p, [], propose_optimized, Simulator(p, world(False)), rounds=rounds, repeats=repeats)
+
+
+# ------------------------------------------------------------------ the command
+
+
+def test_budget_simulate_rounds_trains_rounds_then_fresh_repeats(tmp_path, monkeypatch, capsys) -> None:
+    import json
+    import sys
+    import types
+
+    from fake_run import write_fake_run
+    from test_budget_design import FakeTrainer, run_command
+
+    run = tmp_path / "run"
+    write_fake_run(run, repeats=2)
+    fake = FakeTrainer()
+    monkeypatch.setitem(sys.modules, "labelsim.sim.runner", types.SimpleNamespace(run_grid=fake))
+    argv = [str(run), "--budget", "40", "--tier", "crowd:0.01:0.20", "--tier", "expert:0.05:0.02",
+            "--simulate", "--rounds", "2", "--repeats", "2"]  # fmt: skip
+    assert run_command(argv) == 0
+    out = capsys.readouterr().out
+    assert "Closed loop" in out and "Recommendation:" in out
+    names = [call[0].name for call in fake.calls]
+    assert names[0] == "round_1" and names[-1] == "fresh"
+    assert {spec.repeat for spec in fake.calls[-1][2]} == {2, 3}  # fresh repeats: new seeds
+    loop = json.loads((run / "analysis" / "budget.json").read_text())["loop"]
+    fresh = {row["label"]: row["measured"] for row in loop["fresh"]}
+    simple = max((r for r in loop["rounds"] if r["simple"]), key=lambda r: r["measured"])["label"]
+    assert fresh[loop["recommended"]] >= fresh[simple]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--rounds", "1"], "--rounds needs --simulate"),
+    (["--simulate", "--rounds", "0"], "--rounds 0"),
+    (["--simulate", "--rounds", "1", "--repeats", "1"], "--repeats 1"),
+])  # fmt: skip
+def test_budget_rounds_errors(tmp_path, capsys, extra: list[str], message: str) -> None:
+    from fake_run import write_fake_run
+    from test_budget_design import run_command
+
+    write_fake_run(tmp_path / "run")
+    argv = [str(tmp_path / "run"), "--budget", "40", "--tier", "crowd:0.01:0.20", *extra]
+    assert run_command(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
