@@ -168,3 +168,9 @@ def test_a_bad_custom_replica_list_fails_before_training(specs: list[ReplicaSpec
         runner.run_grid(custom_config(), out, replicas=specs, progress=False, dataset=DATA)
     assert phrase in str(err.value)
     assert not out.exists()
+
+
+def test_a_seed_too_large_for_a_key_is_refused_before_any_write(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    fails_with([*TINY, "--seed", "99999999999999999999", "--out", str(out)], capsys, "seed", "--seed")
+    assert not out.exists()

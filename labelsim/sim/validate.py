@@ -23,6 +23,8 @@ def validate_config(config: RunConfig) -> None:
     grid, recipe = config.grid, config.recipe
     for rate in grid.noise_levels:
         check_rate(rate)
+    if not 0 <= grid.seed < 2**32:
+        raise ConfigError(f"seed {grid.seed} is outside 0..{2**32 - 1}; give a smaller --seed")
     if grid.repeats < 1:
         raise ConfigError(f"repeats is {grid.repeats}; it must be at least 1 (--repeats 1 or more)")
     if recipe.epochs < 1:
