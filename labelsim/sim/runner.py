@@ -167,7 +167,7 @@ class RunStats:
 
 
 @dataclasses.dataclass
-class RunContext:
+class GridRun:
     """What every step of a run shares: its config, data, store, noise inputs and counters."""
 
     config: RunConfig
@@ -214,7 +214,7 @@ def run_grid(
     store = open_store(config, out, resume, specs, dataset)
     store.meta["sessions"].append({"started": now(), "device": store.meta.get("device")})
     store.meta["status"] = "running"
-    ctx = RunContext(config, dataset, store, extra, RunStats(**store.meta.get("step_counts", {})), progress, on_chunk)
+    ctx = GridRun(config, dataset, store, extra, RunStats(**store.meta.get("step_counts", {})), progress, on_chunk)
     for program in programs.values():
         _run_model(ctx, program)
     stats = ctx.stats
@@ -224,7 +224,7 @@ def run_grid(
     return out
 
 
-def _run_model(ctx: RunContext, program: ModelProgram) -> None:
+def _run_model(ctx: GridRun, program: ModelProgram) -> None:
     """Train the pending replicas of one model in slots."""
     store, config = ctx.store, ctx.config
     pending = [i for i in store.pending() if store.rows[i].model == program.name]
@@ -265,7 +265,7 @@ def _run_model(ctx: RunContext, program: ModelProgram) -> None:
     store.flush()
 
 
-def _advance(ctx: RunContext, trainer: SlotTrainer) -> int:
+def _advance(ctx: GridRun, trainer: SlotTrainer) -> int:
     """One chunk of every slot: record steps and time, harvest finished replicas; returns the
     useful replica-steps it took."""
     before, _ = trainer.progress()
@@ -285,7 +285,7 @@ def _advance(ctx: RunContext, trainer: SlotTrainer) -> int:
     return useful
 
 
-def _restore(ctx: RunContext, trainer: SlotTrainer) -> set[int]:
+def _restore(ctx: GridRun, trainer: SlotTrainer) -> set[int]:
     """Put the checkpointed, unfinished replicas back into their slots; returns their indices."""
     saved = read_checkpoint(trainer, ctx.store.path, ctx.store.rows)
     for slot, (index, state) in saved.items():
@@ -296,7 +296,7 @@ def _restore(ctx: RunContext, trainer: SlotTrainer) -> set[int]:
     return {index for index, _ in saved.values()}
 
 
-def _start_replica(ctx: RunContext, trainer: SlotTrainer, index: int) -> tuple[Any, grid.ReplicaKeys]:
+def _start_replica(ctx: GridRun, trainer: SlotTrainer, index: int) -> tuple[Any, grid.ReplicaKeys]:
     """Prepare a replica's data on the host and record its realized noise; returns its slot
     data and keys."""
     spec = ctx.store.rows[index].spec
@@ -315,7 +315,7 @@ def _start_replica(ctx: RunContext, trainer: SlotTrainer, index: int) -> tuple[A
     return trainer.replica_data(spec, prepared, keys), keys
 
 
-def _fill_slots(ctx: RunContext, trainer: SlotTrainer, queue: list[int]) -> None:
+def _fill_slots(ctx: GridRun, trainer: SlotTrainer, queue: list[int]) -> None:
     """Start queued replicas in the free slots."""
     for slot in range(trainer.slots):
         if trainer.owner[slot] is None and queue:
@@ -324,7 +324,7 @@ def _fill_slots(ctx: RunContext, trainer: SlotTrainer, queue: list[int]) -> None
             trainer.assign(slot, index, data, trainer.init_one(jnp.asarray(keys.init)))
 
 
-def _harvest(ctx: RunContext, trainer: SlotTrainer, steps: np.ndarray, diverged: np.ndarray) -> None:
+def _harvest(ctx: GridRun, trainer: SlotTrainer, steps: np.ndarray, diverged: np.ndarray) -> None:
     """Evaluate and record every replica that finished or diverged; free its slot."""
     store, changed = ctx.store, False
     for slot, index in enumerate(trainer.owner):

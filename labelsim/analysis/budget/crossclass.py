@@ -30,6 +30,7 @@ simplest form within one standard error of the best (forms are listed simplest f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -38,6 +39,7 @@ from scipy.optimize import least_squares
 
 from labelsim.analysis.budget.curves import Predictor
 from labelsim.analysis.budget.errors import BudgetError
+from labelsim.analysis.budget.plans import curve_accuracy
 from labelsim.analysis.budget.problem import BudgetProblem
 
 FORMS = ("separable", "prior_shift", "linear")  # simplest first: selection's tie order
@@ -120,17 +122,8 @@ class Selection:
 
 
 def curve_predictor(problem: BudgetProblem) -> Predictor:
-    """The separable predictor of a problem's curves, ``(n (C,), eps (C,)) -> acc (C,)``, with
-    counts past a class's ceiling adding nothing (as ``plans.predict_counts``)."""
-    ceilings = problem.ceilings()
-
-    def predict(n: np.ndarray, eps: np.ndarray) -> np.ndarray:
-        n_model = np.maximum(np.minimum(np.asarray(n, dtype=float), ceilings), 1.0)
-        eps = np.asarray(eps, dtype=float)
-        return np.array([c.accuracy(np.array([m]), np.array([e]))[0]
-                         for c, m, e in zip(problem.curves, n_model, eps)])  # fmt: skip
-
-    return predict
+    """The separable predictor of a problem's curves, ``(n (C,), eps (C,)) -> acc (C,)``."""
+    return functools.partial(curve_accuracy, problem)
 
 
 def neighbour_weights(confusion: np.ndarray) -> np.ndarray:

@@ -75,11 +75,16 @@ def predict_counts(problem: BudgetProblem, counts: np.ndarray) -> np.ndarray:
     """Per-class predicted accuracy of a purchase; nan for a class below its floor. Labels
     past a class's ceiling are predicted to add nothing."""
     n = counts.sum(axis=1)
-    eps = _effective_noise(problem, counts)
-    n_model = np.minimum(n, problem.ceilings())
-    acc = np.array([c.accuracy(np.array([m]), np.array([e]))[0]
-                    for c, m, e in zip(problem.curves, np.maximum(n_model, 1), eps)])  # fmt: skip
+    acc = curve_accuracy(problem, n, _effective_noise(problem, counts))
     return np.where(n >= problem.floors(), acc, np.nan)
+
+
+def curve_accuracy(problem: BudgetProblem, n: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """Each class's curve at its label count (C,) and noise (C,); counts past a class's
+    ceiling add nothing."""
+    n_model = np.maximum(np.minimum(np.asarray(n, dtype=float), problem.ceilings()), 1.0)
+    return np.array([c.accuracy(np.array([m]), np.array([e]))[0]
+                     for c, m, e in zip(problem.curves, n_model, np.asarray(eps, dtype=float))])  # fmt: skip
 
 
 def _effective_noise(problem: BudgetProblem, counts: np.ndarray) -> np.ndarray:
