@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from labelsim.analysis.budget import BudgetError, BudgetProblem, Tier, plan_budget, power_law_curve
-from labelsim.analysis.budget.loop import Candidate, Measured, closed_loop
+from labelsim.analysis.budget.crossclass import curve_predictor
+from labelsim.analysis.budget.loop import MARGIN_SE, Candidate, Measured, Proposal, closed_loop
 from labelsim.analysis.budget.plans import predict_counts
 
 SPREAD = 0.002  # replica-to-replica spread of a class's measured accuracy
@@ -57,9 +58,9 @@ class Simulator:
         return out
 
 
-def propose_optimized(p: BudgetProblem, measured: list[Measured], round_: int) -> list[Candidate]:
+def propose_optimized(p: BudgetProblem, measured: list[Measured], round_: int) -> Proposal:
     """The separable model's optimum (what the curves alone would recommend)."""
-    return [(f"optimized r{round_}", plan_budget(p, points=2).plan.counts)]
+    return Proposal([(f"optimized r{round_}", plan_budget(p, points=2).plan.counts)], curve_predictor(p))
 
 
 def test_loop_never_recommends_a_plan_measured_below_the_best_simple_strategy() -> None:
@@ -145,3 +146,65 @@ def test_budget_rounds_errors(tmp_path, capsys, extra: list[str], message: str) 
     assert run_command(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+class FlippedFresh(Simulator):
+    """Fresh repeats (first > 0) measure every plan but the simple ones 3 points lower: a world
+    where the rounds' gain does not hold up."""
+
+    def __init__(self, p: BudgetProblem, truth: Callable, simple: set[bytes]) -> None:
+        super().__init__(p, truth)
+        self.simple = simple
+
+    def __call__(self, candidates: Sequence[Candidate], repeats: int, first: int, name: str) -> dict[str, np.ndarray]:
+        out = super().__call__(candidates, repeats, first, name)
+        if first:
+            for label, counts in candidates:
+                if counts.tobytes() not in self.simple:
+                    out[label] = out[label] - 0.03
+        return out
+
+
+def test_the_choice_is_made_in_the_rounds_and_the_fresh_repeats_only_report_it() -> None:
+    p = problem()
+    result = plan_budget(p, points=2)
+    simple = [s for s in result.strategies if s.strategy != "optimized"]
+    sim = FlippedFresh(p, world(overrated=False), {s.counts.tobytes() for s in simple})
+    answer = closed_loop(p, simple, propose_optimized, sim, rounds=1, repeats=3)
+    # chosen in the rounds, where it won by far more than the margin ...
+    chosen, best = answer.chosen, answer.best_simple
+    assert chosen.mean(p) - best.mean(p) > MARGIN_SE * np.hypot(chosen.stderr(p), best.stderr(p))
+    assert answer.recommended == chosen.label
+    # ... and reported as the fresh repeats measured it, below the simple strategy, said plainly
+    gain, se = answer.fresh_gain(p)
+    assert gain < 0 < se
+    assert "do not confirm" in answer.verdict(p)
+
+
+def test_a_gain_within_the_margin_does_not_displace_the_simple_strategy() -> None:
+    p = problem()
+    result = plan_budget(p, points=2)
+    simple = [s for s in result.strategies if s.strategy != "optimized"]
+    best = max(simple, key=lambda s: float(np.mean(world(False)(p, s.counts))))
+
+    def truth(q: BudgetProblem, counts: np.ndarray) -> np.ndarray:
+        # every non-simple plan measures the best simple strategy's truth plus half a spread
+        base = world(False)(q, best.counts)
+        return base if counts.tobytes() in {s.counts.tobytes() for s in simple} else base + SPREAD / 2
+
+    answer = closed_loop(p, simple, propose_optimized, Simulator(p, truth), rounds=1, repeats=3)
+    assert answer.recommended == answer.best_simple.label
+    assert "within 2 standard errors" in answer.verdict(p)
+
+
+def test_every_trained_plan_carries_the_prediction_its_round_made_before_training() -> None:
+    p = problem()
+    result = plan_budget(p, points=2)
+    simple = [s for s in result.strategies if s.strategy != "optimized"]
+    answer = closed_loop(p, simple, propose_optimized, Simulator(p, world(False)), rounds=1, repeats=3)
+    for m in answer.measured:
+        np.testing.assert_allclose(m.predicted, predict_counts(p, m.counts))
+        # the curves are the truth here: measured within a few replica spreads of predicted
+        assert abs(m.mean(p) - m.predicted_objective(p)) < 4 * SPREAD
+    assert answer.fresh[answer.recommended].predicted is not None
+    assert answer.models == ["separable curves"]

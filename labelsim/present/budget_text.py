@@ -154,13 +154,16 @@ def format_simulation(rows: list[dict[str, Any]]) -> str:
 
 def format_loop(loop: dict[str, Any]) -> str:
     """The closed loop's table (plans measured in the rounds, then the fresh repeats) and verdict."""
-    lines = ["Closed loop: measured plans (mean objective over replicas, +- standard error)"]
+    lines = ["Closed loop: measured plans (mean objective over replicas, +- standard error), and the "
+             "round's prediction made before training"]
+    lines += [f"  round {i} model: {model}" for i, model in enumerate(loop.get("models", []), start=1)]
     for row in loop["rounds"] + loop["fresh"]:
         se = "" if row["measured_se"] is None else f" +- {100 * row['measured_se']:.1f}"
         where = "fresh repeats" if row["stage"] == "fresh" else f"round {row['round']}"
         labels = row["labels_per_class"].values()
+        predicted = "" if row.get("predicted") is None else f"  predicted {pct(row['predicted'])}"
         lines.append(
-            f"  {row['label']:<28} {where:<14} {pct(row['measured'])}{se:<8} n={row['replicas']}  "
+            f"  {row['label']:<28} {where:<14} {pct(row['measured'])}{se:<8} n={row['replicas']}{predicted}  "
             f"cost {money(row['cost'])}  labels/class {min(labels)}-{max(labels)}"
         )
     lines.append(f"Recommendation: {loop['recommended']} ({loop['verdict']})")

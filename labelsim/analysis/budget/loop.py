@@ -14,6 +14,7 @@ so this module stays jax-free and testable with a stand-in simulator.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +35,28 @@ from labelsim.rundir import Run
 
 LOOP_DIR = "budget_loop"  # RUN_DIR/budget_loop/round_1, ..., fresh: one simulated run each
 
+# A searched plan is recommended only when its rounds' mean beats the best simple strategy's
+# by more than this many standard errors of the difference (a guard against replica noise).
+MARGIN_SE = 2.0
+
 # A plan to train: (label, counts (C, T)).
 Candidate = tuple[str, np.ndarray]
 # (candidates, repeats, first repeat, round name) -> label -> per-class accuracy (replicas, C)
 Trainer = Callable[[Sequence[Candidate], int, int, str], dict[str, np.ndarray]]
-# (problem, observations so far, round) -> candidate plans the model rates best
-Proposer = Callable[[BudgetProblem, list["Measured"], int], list[Candidate]]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A round's candidate plans and the model that chose them; the model also predicts every
+    plan the round trains (the simple strategies too), before it is trained."""
+
+    candidates: list[Candidate]
+    predict: Predictor
+    model: str = "separable curves"  # what the model is, with its held-out error when known
+
+
+# (problem, observations so far, round) -> the plans the model rates best, and the model
+Proposer = Callable[[BudgetProblem, list["Measured"], int], Proposal]
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,13 @@ class Measured:
     acc: np.ndarray  # (replicas, C)
     simple: bool = False
     round: int = 0
+    predicted: np.ndarray | None = None  # (C,) the round's model, before training
+
+    def predicted_objective(self, problem: BudgetProblem) -> float:
+        """The objective the model predicted for the plan (nan without a prediction)."""
+        if self.predicted is None or not np.all(np.isfinite(self.predicted)):
+            return math.nan
+        return float(objective_value(problem, self.predicted))
 
     def objective(self, problem: BudgetProblem) -> np.ndarray:
         """The objective of each replica (replicas,)."""
@@ -79,21 +103,41 @@ class LoopAnswer:
     best_simple: Measured  # the best measured simple strategy of the rounds
     fresh: dict[str, Measured] = field(default_factory=dict)  # label -> fresh repeats
     recommended: str = ""  # label of the recommendation
+    models: list[str] = field(default_factory=list)  # each round's model
+
+    def fresh_gain(self, problem: BudgetProblem) -> tuple[float, float]:
+        """The recommendation's fresh mean minus the best simple strategy's, and its standard
+        error (0, 0 when the simple strategy is the recommendation)."""
+        return _difference(self.fresh[self.recommended], self.fresh[self.best_simple.label], problem)
 
     def verdict(self, problem: BudgetProblem) -> str:
         """One sentence: what is recommended and why, with the fresh measurements."""
-        rec, simple = self.fresh[self.recommended], self.fresh[self.best_simple.label]
-        if rec.label == simple.label:
+        simple = self.fresh[self.best_simple.label]
+        on_fresh = f"{_pct(simple.mean(problem))} on fresh repeats"
+        if self.recommended == simple.label:
             if self.chosen.label == simple.label:
-                return (f"no plan the search reached measured better than {simple.label!r}; "
-                        f"it is the recommendation ({_pct(simple.mean(problem))} on fresh repeats)")
+                return (f"no plan the search reached measured better than {simple.label!r} in the rounds; "
+                        f"it is the recommendation ({on_fresh})")
+            gain, se = _difference(self.chosen, self.best_simple, problem)
             chosen = self.fresh[self.chosen.label]
-            return (f"the best searched plan {chosen.label!r} measured {_pct(chosen.mean(problem))} on fresh "
-                    f"repeats, below {simple.label!r} at {_pct(simple.mean(problem))}: {simple.label!r} is "
-                    "the recommendation")
-        gain = rec.mean(problem) - simple.mean(problem)
-        return (f"{rec.label!r} measured {_pct(rec.mean(problem))} on fresh repeats, "
-                f"{gain * 100:+.1f} points over {simple.label!r} ({_pct(simple.mean(problem))})")
+            return (f"the best searched plan {chosen.label!r} measured {gain * 100:+.1f} +- {se * 100:.1f} "
+                    f"points over {simple.label!r} in the rounds, within {MARGIN_SE:g} standard errors: "
+                    f"{simple.label!r} is the recommendation ({on_fresh}; {chosen.label!r} "
+                    f"{_pct(chosen.mean(problem))})")
+        rec = self.fresh[self.recommended]
+        gain, se = self.fresh_gain(problem)
+        text = (f"{rec.label!r} measured {_pct(rec.mean(problem))} on fresh repeats, {gain * 100:+.1f} "
+                f"+- {se * 100:.1f} points over {simple.label!r} ({_pct(simple.mean(problem))})")
+        if gain <= 0:
+            text += "; the fresh repeats do not confirm the rounds' gain: the two plans are as good as each other"
+        return text
+
+
+def _difference(a: Measured, b: Measured, problem: BudgetProblem) -> tuple[float, float]:
+    """Mean objective of a minus b, and the standard error of that difference (0 for a == b)."""
+    if a is b or a.label == b.label:
+        return 0.0, 0.0
+    return a.mean(problem) - b.mean(problem), math.hypot(a.stderr(problem), b.stderr(problem))
 
 
 def _pct(x: float) -> str:
@@ -117,42 +161,55 @@ def closed_loop(
     rounds: int,
     repeats: int,
 ) -> LoopAnswer:
-    """Train the proposed plans and the simple strategies for ``rounds`` rounds, then the best
-    measured plan and the best simple strategy on fresh repeats; recommend the better of the two
-    there (the simple strategy on a tie)."""
+    """Train the proposed plans and the simple strategies for ``rounds`` rounds; recommend the
+    best measured plan only if it beat the best simple strategy there by more than
+    ``MARGIN_SE`` standard errors (else the simple strategy); then measure both on fresh repeats."""
     check_loop_args(rounds, repeats)
     measured: dict[bytes, Measured] = {}
+    models: list[str] = []
     simple_plans = [(p.strategy, p.counts) for p in simple if p.predicted or np.all(p.counts.sum(1) > 0)]
     if not simple_plans:
         raise BudgetError("no simple strategy can be trained at this budget; raise --budget")
     for round_ in range(1, rounds + 1):
-        proposed = propose(problem, list(measured.values()), round_)
-        fresh_candidates = _new_candidates(proposed + (simple_plans if round_ == 1 else []), measured)
+        proposal = propose(problem, list(measured.values()), round_)
+        fresh_candidates = _new_candidates(proposal.candidates + (simple_plans if round_ == 1 else []), measured)
         if not fresh_candidates:
             break
+        models.append(proposal.model)
         results = train(fresh_candidates, repeats, 0, f"round_{round_}")
         simple_labels = {label for label, _ in simple_plans}
         for label, counts in fresh_candidates:
             if label in results:
-                measured[counts.tobytes()] = Measured(label, counts, results[label], label in simple_labels, round_)
+                predicted = _predict(problem, proposal.predict, counts)
+                measured[counts.tobytes()] = Measured(
+                    label, counts, results[label], label in simple_labels, round_, predicted
+                )
     found = list(measured.values())
     simples = [m for m in found if m.simple]
     if not simples:
         raise BudgetError("no simple strategy finished training; see the simulated runs' replicas.csv")
     best_simple = max(simples, key=lambda m: m.mean(problem))
     chosen = max(found, key=lambda m: m.mean(problem))
-    answer = LoopAnswer(found, chosen, best_simple)
+    answer = LoopAnswer(found, chosen, best_simple, models=models)
     finals = [(best_simple.label, best_simple.counts)]
     if chosen.label != best_simple.label:
         finals.append((chosen.label, chosen.counts))
     results = train(finals, repeats, repeats, "fresh")  # repeats numbered after the rounds': new seeds
-    answer.fresh = {label: Measured(label, counts, results[label]) for label, counts in finals if label in results}
-    if best_simple.label not in answer.fresh:
-        raise BudgetError("the fresh repeats of the best simple strategy did not finish; resume the run")
-    fresh_chosen = answer.fresh.get(chosen.label)
-    wins = fresh_chosen is not None and fresh_chosen.mean(problem) > answer.fresh[best_simple.label].mean(problem)
-    answer.recommended = chosen.label if wins else best_simple.label
+    rounds_of = {best_simple.label: best_simple, chosen.label: chosen}
+    answer.fresh = {
+        label: dataclasses.replace(rounds_of[label], acc=results[label]) for label, _ in finals if label in results
+    }
+    if best_simple.label not in answer.fresh or chosen.label not in answer.fresh:
+        raise BudgetError("the fresh repeats did not finish; run the same command again to resume them")
+    gain, se = _difference(chosen, best_simple, problem)
+    answer.recommended = chosen.label if gain > MARGIN_SE * se and gain > 0 else best_simple.label
     return answer
+
+
+def _predict(problem: BudgetProblem, predict: Predictor, counts: np.ndarray) -> np.ndarray:
+    """A predictor's per-class accuracy (C,) for a plan."""
+    n = counts.sum(axis=1)
+    return np.asarray(predict(n.astype(float), _effective_noise(problem, counts)), dtype=float)
 
 
 def _new_candidates(candidates: Sequence[Candidate], measured: dict[bytes, Measured]) -> list[Candidate]:
@@ -189,12 +246,18 @@ def searched_proposer(
             Observation(m.counts.sum(axis=1), m.class_noise(problem), acc) for m in measured for acc in m.acc
         ]
         predict: Predictor = curve_predictor(problem)
+        model = f"separable curves ({len(observations)} observations: too few for a cross-class model)"
         if len(observations) >= MIN_OBSERVATIONS:
-            predict = select_model(observations, confusion, predict).model
+            selection = select_model(observations, confusion, predict)
+            predict = selection.model
+            error = selection.error_of(selection.form)
+            model = (f"{selection.form} ({len(observations)} observations; held-out error per class "
+                     f"{100 * error.per_class:.1f}, overall {100 * error.overall:.1f} points)")
         found = [local_search(problem, predict, start) for start in (knapsack, *starts) if _feasible(problem, start)]
         best = max(found, key=lambda r: (r.objective, -plan_cost(problem, r.counts)))
         proposals = [(f"searched, round {round_}", best.counts)]
-        return ([("optimized (knapsack)", np.asarray(knapsack))] if round_ == 1 else []) + proposals
+        first = [("optimized (knapsack)", np.asarray(knapsack))] if round_ == 1 else []
+        return Proposal(first + proposals, predict, model)
 
     return propose
 
@@ -224,11 +287,18 @@ def loop_to_dict(answer: LoopAnswer, problem: BudgetProblem, classes: Sequence[s
             "cost": plan_cost(problem, m.counts), "replicas": len(m.acc),
             "measured": m.mean(problem), "measured_se": _finite(m.stderr(problem)),
             "measured_per_class": dict(zip(classes, m.acc.mean(axis=0).tolist())),
+            "predicted": _finite(m.predicted_objective(problem)),
         }  # fmt: skip
 
+    gain, se = answer.fresh_gain(problem)
     return {
         "recommended": answer.recommended,
+        "best_simple": answer.best_simple.label,
         "verdict": answer.verdict(problem),
+        "fresh_gain": gain,
+        "fresh_gain_se": se,
+        "margin_se": MARGIN_SE,
+        "models": answer.models,
         "rounds": [row(m, "rounds") for m in answer.measured],
         "fresh": [row(m, "fresh") for m in answer.fresh.values()],
     }
