@@ -20,7 +20,7 @@ model made before the plan was trained with its measurement. Runs go to ``--work
 resumed; results are saved after each scenario to benchmarks/results/budget_quality.json.
 
     python run_grid.py --preset demo --out runs/demo
-    python benchmarks/budget_quality.py --run runs/demo          # about 80 minutes on 2 CPU cores
+    python benchmarks/budget_quality.py --run runs/demo          # about 70 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from labelsim.rundir import load_run  # noqa: E402
 
 NAME = "budget_quality"
 NOISE_RANGE = (0.0, 0.4)  # the shared design's noise range: every scenario's tiers lie inside it
-LABELS_PER_CLASS = (55, 150)  # the cheapest tier's labels per class that a budget buys
+LABELS_PER_CLASS = (50, 120)  # the cheapest tier's labels per class that a budget buys
 CONTRAST = (3.0, 5.0)  # "tiers differ": dearest/cheapest price >= 3x and noise ratio >= 5x
 
 

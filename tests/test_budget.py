@@ -45,7 +45,7 @@ from labelsim.analysis.budget import (
 from labelsim.commands import budget as command
 from labelsim.config import ConfigError, RunConfig
 from labelsim.present.budget_chart import budget_chart
-from labelsim.present.budget_text import format_simulation
+from labelsim.present.budget_text import format_simulation, format_strategies
 
 TOL = 1e-9
 
@@ -632,12 +632,57 @@ def test_measured_vs_predicted_from_a_simulated_run(tmp_path: Path) -> None:
     truth = {label: group[0].acc for label, group in plans.items()}
     write_sim_run(tmp_path / "sim", ctx.classes, specs, truth)
     rows = compare_simulation(tmp_path / "sim", plans, ctx.classes)
-    strategies = {r["strategy"] for r in rows}
-    assert OPTIMIZED in strategies and "all crowd (cheapest)" in strategies
+    names = {name for r in rows for name in r["names"]}
+    assert OPTIMIZED in names and "all crowd (cheapest)" in names
     for row in rows:
         assert row["replicas"] == 2
         assert abs(row["error"]) < 0.01  # measured within rounding + the 1/200 repeat jitter
+        assert row["strategy"] == " = ".join(row["names"])
+    # identical plans are one plan: each purchase appears once among the overall rows
+    overall = [r for r in rows if r["class"] == "overall"]
+    assert len(overall) == len(plans) and len({r["strategy"] for r in overall}) == len(plans)
     assert "measured vs predicted" in format_simulation(rows)
+    assert "Verdict: " in format_simulation(rows)
+
+
+def _overall(strategy: str, measured: float, sd: float | None, replicas: int = 4) -> dict:
+    return {"strategy": strategy, "names": strategy.split(" = "), "class": "overall", "measured": measured,
+            "measured_sd": sd, "replicas": replicas, "predicted": 0.9, "error": None}
+
+
+@pytest.mark.parametrize("ours, sd, word", [
+    (0.900, 0.004, "better than"),   # +3.0 points, se 0.28
+    (0.872, 0.004, "same, within the spread"),  # +0.2 points
+    (0.850, 0.004, "worse than"),    # -2.0 points
+    (0.850, None, "too few to compare"),  # one replica: no spread
+])  # fmt: skip
+def test_simulation_verdict_compares_with_the_best_simple_strategy(ours: float, sd, word: str) -> None:
+    from labelsim.analysis.budget.simulation import simulation_verdict
+
+    rows = [_overall(OPTIMIZED, ours, sd), _overall("all crowd", 0.870, 0.004), _overall("all expert", 0.80, 0.004)]
+    verdict = simulation_verdict(rows)
+    assert word in verdict and "'all crowd'" in verdict  # the best simple strategy, not the worse one
+    assert ("prefer 'all crowd'" in verdict) == (word == "worse than")
+
+
+def test_simulation_verdict_names_a_simple_strategy_the_optimized_plan_is() -> None:
+    from labelsim.analysis.budget.simulation import simulation_verdict
+
+    rows = [_overall(f"{OPTIMIZED} = all crowd", 0.87, 0.004), _overall("all expert", 0.80, 0.004)]
+    assert "is the simple strategy 'all crowd' itself" in simulation_verdict(rows)
+
+
+def test_identical_strategies_are_listed_once_under_all_their_names() -> None:
+    curves = tuple(power_law_curve(f"c{i}", 0.9, 1.0, 0.5, 0.3, (10, 1000)) for i in range(3))
+    problem = BudgetProblem(curves, (Tier("crowd", 0.04, 0.2), Tier("expert", 0.15, 0.02)), 30.0)
+    result = plan_budget(problem, points=2)
+    table = format_strategies(result).splitlines()[2:]
+    # balanced classes at equal prices: all crowd draws the same labels per class as equal per class
+    crowd = [p for p in result.strategies if p.strategy != OPTIMIZED and p.counts[:, 1].sum() == 0]
+    assert len(crowd) >= 2 and all(np.array_equal(crowd[0].counts, p.counts) for p in crowd)
+    merged = " = ".join(p.strategy for p in crowd)
+    assert sum(line.startswith(merged) for line in table) == 1
+    assert len(table) == len({p.counts.tobytes() for p in result.strategies})
 
 
 def test_simulate_wiring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -58,6 +58,7 @@ from labelsim.analysis.budget.loop import (
     searched_proposer,
 )
 from labelsim.analysis.budget.plans import OPTIMIZED
+from labelsim.analysis.budget.simulation import simulation_verdict
 from labelsim.analysis.saved_budget import SAVED_NAME
 from labelsim.config import ConfigError, RunConfig
 from labelsim.present.budget_chart import budget_chart, save_chart
@@ -147,6 +148,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.chart is not None:
         save_chart(budget_chart(result.curves, problem.budget, measure_title(problem)), args.chart)
     payload = answer_payload(result, simulation)
+    if simulation:
+        payload["simulation_verdict"] = simulation_verdict(simulation)
     if loop is not None:
         payload["loop"] = loop_to_dict(loop, problem, context.classes)
     if args.json:

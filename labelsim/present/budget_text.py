@@ -3,12 +3,14 @@ costs to reach a target, warnings, and measured vs predicted accuracy after --si
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Sequence
 
 import numpy as np
 
 from labelsim.analysis.budget import OPTIMIZED, BudgetProblem, BudgetResult, Plan, measure_title
+from labelsim.analysis.budget.simulation import simulation_verdict
 
 
 def money(x: float | None) -> str:
@@ -90,18 +92,26 @@ def _plan_title(problem: BudgetProblem, plan: Plan) -> str:
 
 def format_strategies(result: BudgetResult) -> str:
     """Every strategy at the budget: labels, cost, predicted accuracy, worst class."""
-    width = max(len(p.strategy) for p in result.strategies)
+    width = max(len(p.strategy) for p in _distinct(result.strategies))
     lines = [
         f"The same budget, spent by each strategy ({measure_title(result.problem)}):",
         f"{'strategy':<{width}} {'labels':>8} {'cost':>11}  {'predicted [95% interval]':<32} worst class",
     ]
-    for plan in result.strategies:
+    for plan in _distinct(result.strategies):
         worst = float(np.min(plan.acc)) if plan.predicted else math.nan
         lines.append(
             f"{plan.strategy:<{width}} {int(plan.labels.sum()):>8,} {money(plan.cost):>11}  "
             f"{_with_ci(plan.objective, plan.objective_ci):<32} {pct(worst)}"
         )
     return "\n".join(lines)
+
+
+def _distinct(plans: Sequence[Plan]) -> list[Plan]:
+    """Plans with identical purchases merged into one, named by all their names."""
+    groups: dict[bytes, list[Plan]] = {}
+    for plan in plans:
+        groups.setdefault(np.asarray(plan.counts).tobytes(), []).append(plan)
+    return [dataclasses.replace(g[0], strategy=" = ".join(p.strategy for p in g)) for g in groups.values()]
 
 
 def format_targets(result: BudgetResult) -> str:
@@ -132,7 +142,7 @@ def target_headline(result: BudgetResult) -> str:
 
 
 def format_simulation(rows: list[dict[str, Any]]) -> str:
-    """Measured vs predicted accuracy of the simulated plans, overall rows first."""
+    """Measured vs predicted accuracy of the simulated plans, overall rows first, then the verdict."""
     if not rows:
         return "Simulation: no replica finished; nothing to compare."
     width = max(len(r["strategy"]) for r in rows)
@@ -149,6 +159,7 @@ def format_simulation(rows: list[dict[str, Any]]) -> str:
             f"{r['strategy']:<{width}} {r['class']:<12} {pct(r['predicted']):>9} {pct(r['measured']):>9} "
             f"{sd:>6} {r['replicas']:>4} {err:>7}"
         )
+    lines.append(f"Verdict: {simulation_verdict(rows)}")
     return "\n".join(lines)
 
 

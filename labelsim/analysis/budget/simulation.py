@@ -7,6 +7,8 @@ with a :class:`Simulation` from here, so this module stays jax-free.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -99,16 +101,52 @@ def custom_specs(
 def compare_simulation(
     sim_dir: Path, plans: dict[str, list[Plan]], classes: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """Measured-vs-predicted rows of a simulated run directory."""
+    """Measured-vs-predicted rows of a simulated run directory; identical plans are one plan,
+    shown once under all their names ("all crowd = equal per class, crowd")."""
     measured = read_measured(sim_dir)
     by_strategy: dict[str, np.ndarray] = {}
-    flat = []
+    merged, names = [], {}
     for label, group in plans.items():
-        for plan in group:
-            flat.append(plan)
-            if label in measured:
-                by_strategy[plan.strategy] = measured[label]
-    return measured_vs_predicted(flat, by_strategy, classes)
+        plan = dataclasses.replace(group[0], strategy=" = ".join(p.strategy for p in group))
+        merged.append(plan)
+        names[plan.strategy] = [p.strategy for p in group]
+        if label in measured:
+            by_strategy[plan.strategy] = measured[label]
+    rows = measured_vs_predicted(merged, by_strategy, classes)
+    return [row | {"names": names[row["strategy"]]} for row in rows]
+
+
+def simulation_verdict(rows: Sequence[dict[str, Any]]) -> str:
+    """One line: the optimized plan's measured mean per-class accuracy against the best measured
+    simple strategy's: better or worse when they differ by more than 2 standard errors of the
+    difference, else the same within the spread."""
+    overall = [r for r in rows if r["class"] == "overall"]
+    ours = next((r for r in overall if OPTIMIZED in r["names"]), None)
+    if ours is None:
+        return "no replica of the optimized plan finished; nothing to compare"
+    if len(ours["names"]) > 1:
+        others = ", ".join(repr(n) for n in ours["names"] if n != OPTIMIZED)
+        return f"the optimized plan is the simple strategy {others} itself: measured {100 * ours['measured']:.1f}%"
+    rivals = [r for r in overall if r is not ours]
+    if not rivals:
+        return "no simple strategy finished; nothing to compare the optimized plan with"
+    best = max(rivals, key=lambda r: r["measured"])
+    if ours["measured_sd"] is None or best["measured_sd"] is None:
+        return (f"the optimized plan measured {100 * ours['measured']:.1f}% and {best['strategy']!r} "
+                f"{100 * best['measured']:.1f}% on 1 replica: too few to compare; use --repeats 3 or more")
+    gain = ours["measured"] - best["measured"]
+    se = math.hypot(ours["measured_sd"] / math.sqrt(ours["replicas"]), best["measured_sd"] / math.sqrt(best["replicas"]))
+    if gain > 2 * se:
+        word = "better than"
+    elif gain < -2 * se:
+        word = "worse than"
+    else:
+        word = "the same, within the spread, as"
+    text = (f"the optimized plan measured {100 * ours['measured']:.1f}%, {word} the best simple strategy "
+            f"{best['strategy']!r} at {100 * best['measured']:.1f}% ({100 * gain:+.1f} +- {100 * se:.1f} points)")
+    if gain < -2 * se:
+        text += f": prefer {best['strategy']!r}, or let --rounds search and decide by simulation"
+    return text
 
 
 def read_measured(sim_dir: Path) -> dict[str, np.ndarray]:
