@@ -258,8 +258,9 @@ def test_reference_run_passes_check(reference: Path, env: dict[str, str]) -> Non
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
-    """Hash of every file in a folder."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+    """Hash of every file in a folder but the writer's lock (which records who last claimed it)."""
+    files = (p for p in sorted(folder.iterdir()) if p.is_file() and p.name != ".lock")
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def truncate(file: Path) -> None:
@@ -363,3 +364,21 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_a_second_writer_of_a_live_run_folder_is_refused_and_writes_nothing(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from labelsim.rundir import claim
+
+    fresh = tmp_path / "fresh"
+    with claim(fresh):  # another process creating or training this folder
+        assert run_grid.main([*FLAGS, "--out", str(fresh)]) == 2
+        assert f"pid {os.getpid()}" in capsys.readouterr().err
+    assert not (fresh / "run.json").exists()
+    live = damaged_copy(reference, tmp_path, lambda d: None)
+    with claim(live):  # a second --resume of a live run
+        before = fingerprint(live)
+        assert run_grid.main([*FLAGS, "--out", str(live), "--resume"]) == 2
+        assert "being written by another labelsim process" in capsys.readouterr().err
+        assert fingerprint(live) == before

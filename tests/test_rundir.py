@@ -90,3 +90,42 @@ def test_a_damaged_schema_version_is_an_error(tmp_path: Path, value: object) -> 
     (tmp_path / "run.json").write_text(json.dumps(meta))
     with pytest.raises(RunDirError, match="damaged"):
         load_run(tmp_path)
+
+
+def test_a_run_folder_has_one_writer_and_a_dead_writer_leaves_no_claim(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from labelsim.rundir import RunDirError, claim
+
+    folder = tmp_path / "run"
+    with claim(folder):
+        with pytest.raises(RunDirError, match=f"pid {os.getpid()} on "):
+            with claim(folder):
+                pass
+    with claim(folder):  # released when the block ended
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom labelsim.rundir import claim\n"
+         "with claim(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n", str(folder)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError, match=f"pid {holder.pid} on "):
+            with claim(folder):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while True:  # the OS drops a killed process's lock: nothing to clear by hand
+        try:
+            with claim(folder):
+                break
+        except RunDirError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)

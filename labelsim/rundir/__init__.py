@@ -1,12 +1,13 @@
 """The one owner of the run directory's format: file names, the schema version, the replica
-record, atomic writes, the lock-free store that training writes through, and the reader that
+record, atomic writes, the store that training writes through (under an exclusive claim on the folder), and the reader that
 every command uses. Jax-free, so analysis and reports never import the training code.
 
 - ``run.json``: schema version, config, versions, device, keys, class counts, times, status;
 - ``replicas.csv``: one row per replica (coordinates, status, accuracy, steps, seconds);
 - ``confusion.npz``: ``counts`` (R, C, C) test confusion matrices in replica order (rows true,
   columns predicted) and ``transitions`` (R, C, C) realized label-noise counts (clean, noisy);
-- ``checkpoint.npz``: the in-flight slot states, so a resumed run does not restart a chunk.
+- ``checkpoint.npz``: the in-flight slot states, so a resumed run does not restart a chunk;
+- ``.lock``: the writing process's claim on the folder (``lock``).
 
 Every file is replaced atomically (write a temporary file, then rename), so a kill at any
 moment leaves the directory readable. A flush writes confusion.npz before replicas.csv and
@@ -15,6 +16,7 @@ between the writes can only leave counts of a replica the table still calls runn
 the resumed run overwrites).
 """
 
+from labelsim.rundir.lock import LOCK_FILE, claim
 from labelsim.rundir.files import atomic_write, remove_partial_writes, write_json, write_npz
 from labelsim.rundir.reader import (
     Run,
@@ -43,7 +45,7 @@ from labelsim.rundir.schema import (
 from labelsim.rundir.store import RunStore
 
 __all__ = [
-    "CHECKPOINT_FILE", "COLUMNS", "CONFUSION_FILE", "FINAL_STATUSES", "NPZ_ERRORS", "RESULT_FILES",
+    "CHECKPOINT_FILE", "COLUMNS", "LOCK_FILE", "claim", "CONFUSION_FILE", "FINAL_STATUSES", "NPZ_ERRORS", "RESULT_FILES",
     "RUN_FILE", "SCHEMA_KEY", "SCHEMA_VERSION", "TABLE_FILE", "Replica", "Run", "RunDirError",
     "RunStore", "atomic_write", "check_schema", "class_shares", "config_differences", "load_run",
     "read_confusion", "read_meta", "read_rows", "remove_partial_writes", "specs_match",

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from labelsim import __version__
 from labelsim.config import ConfigError, ReplicaSpec, RunConfig, total_steps
-from labelsim.rundir import CHECKPOINT_FILE, RunDirError, RunStore, remove_partial_writes, specs_match
+from labelsim.rundir import CHECKPOINT_FILE, RunDirError, RunStore, claim, remove_partial_writes, specs_match
 from labelsim.sim import distributed, grid, noise
 from labelsim.sim.checkpoint import read_checkpoint, write_checkpoint
 from labelsim.sim.data import Dataset, load_dataset
@@ -211,6 +211,15 @@ def run_grid(
     checkpoint = slots * 4 * 4 * params  # params, two moments' worth, stats
     check_room(out, estimate_result_bytes(len(specs), dataset.num_classes, checkpoint))
     extra = noise_kwargs(config)
+    with claim(out):  # one writer per folder, until training ends
+        _train_into(config, out, resume, specs, dataset, programs, extra, progress, on_chunk)
+    return out
+
+
+def _train_into(config: RunConfig, out: Path, resume: bool, specs: list[ReplicaSpec], dataset: Dataset,
+                programs: dict[str, ModelProgram], extra: dict[str, Any], progress: bool,
+                on_chunk: Callable[[int], None] | None) -> None:
+    """Open (or create) the store and train every model's pending replicas into it."""
     store = open_store(config, out, resume, specs, dataset)
     store.meta["sessions"].append({"started": now(), "device": store.meta.get("device")})
     store.meta["status"] = "running"
@@ -221,7 +230,6 @@ def run_grid(
     store.meta.update(status="finished", finished=now(), utilization=stats.utilization, step_counts=vars(stats))
     store.flush()
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)
-    return out
 
 
 def _run_model(ctx: GridRun, program: ModelProgram) -> None:
