@@ -23,7 +23,7 @@ import pytest
 import run_grid
 from labelsim.sim import grid
 from labelsim.__main__ import main as labelsim_main
-from labelsim.rundir import atomic_write
+from labelsim.rundir import RunDirError, atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 # 5 replicas, 2 at a time, a checkpoint after every call: replicas 0-2 train on 256 images
@@ -382,3 +382,40 @@ def test_a_second_writer_of_a_live_run_folder_is_refused_and_writes_nothing(
         assert run_grid.main([*FLAGS, "--out", str(live), "--resume"]) == 2
         assert "being written by another labelsim process" in capsys.readouterr().err
         assert fingerprint(live) == before
+
+
+def test_resume_refuses_a_hand_edited_config_and_changed_inputs(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    meta = json.loads((reference / "run.json").read_text())
+    assert set(meta["inputs"]) == {"config", "dataset"}  # no matrix or human labels in this grid
+    edited = damaged_copy(reference, tmp_path, lambda d: None)
+    meta["config"]["recipe"]["epochs"] += 1
+    (edited / "run.json").write_text(json.dumps(meta))
+    before = fingerprint(edited)
+    assert run_grid.main(["--out", str(edited), "--resume"]) == 2
+    assert "was changed after the run started" in capsys.readouterr().err
+    assert fingerprint(edited) == before
+
+
+def test_resume_refuses_a_noise_matrix_whose_content_changed(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from labelsim.config import RunConfig
+    from labelsim.sim.data import load_dataset
+    from labelsim.sim.runner import noise_kwargs, open_store
+
+    matrix = tmp_path / "matrix.json"
+    matrix.write_text(json.dumps(np.full((10, 10), 0.1).tolist()))
+    config = RunConfig.from_dict({"data": {"synthetic_train": 64, "synthetic_test": 20, "synthetic_size": 8},
+                                  "grid": {"noise_models": ["matrix"], "noise_matrix": str(matrix),
+                                           "noise_levels": [0.2], "sizes": [], "repeats": 1}})  # fmt: skip
+    dataset = load_dataset(config.data)
+    specs = grid.build_replicas(config, len(dataset.y_train))
+    out = tmp_path / "run"
+    open_store(config, out, False, specs, dataset, noise_kwargs(config))
+    open_store(config, out, True, specs, dataset, noise_kwargs(config))  # same content: resumes
+    shifted = np.eye(10) * 0.5 + 0.05
+    matrix.write_text(json.dumps(shifted.tolist()))  # same path, other content
+    with pytest.raises(RunDirError, match="the --noise-matrix file changed"):
+        open_store(config, out, True, specs, dataset, noise_kwargs(config))

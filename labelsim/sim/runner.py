@@ -30,6 +30,7 @@ from labelsim.rundir import CHECKPOINT_FILE, RunDirError, RunStore, claim, remov
 from labelsim.sim import distributed, grid, noise
 from labelsim.sim.checkpoint import read_checkpoint, write_checkpoint
 from labelsim.sim.data import Dataset, load_dataset
+from labelsim.sim.fingerprint import INPUTS_KEY, check_inputs, input_fingerprints
 from labelsim.sim.human_labels import human_label_arrays
 from labelsim.sim.prepare import prepare_replica
 from labelsim.sim.slots import MAX_DEFAULT_SLOTS, ModelProgram, SlotTrainer, choose_run_slots, useful_slots
@@ -96,14 +97,18 @@ def run_meta(config: RunConfig, dataset: Dataset, n_replicas: int) -> dict[str, 
 
 
 def open_store(
-    config: RunConfig, out: Path, resume: bool, specs: list[ReplicaSpec], dataset: Dataset
+    config: RunConfig, out: Path, resume: bool, specs: list[ReplicaSpec], dataset: Dataset,
+    extra: dict[str, Any] | None = None,
 ) -> RunStore:
     """A fresh store, or (for --resume, whose config ``validate_resume`` has checked) the
-    existing one, checked against this data and replica table."""
+    existing one, checked against this data, these noise inputs and replica table."""
     fresh = run_meta(config, dataset, len(specs))
+    inputs = input_fingerprints(fresh["config"], dataset, extra or {})
     if not resume:
-        return RunStore.create(out, fresh, specs, dataset.num_classes)
+        return RunStore.create(out, fresh | {INPUTS_KEY: inputs}, specs, dataset.num_classes)
     store = RunStore.open(out)
+    check_inputs(out, store.meta.get(INPUTS_KEY), inputs)
+    store.meta.setdefault(INPUTS_KEY, inputs)  # runs from before inputs were fingerprinted
     store.meta.setdefault("train_class_counts", fresh["train_class_counts"])  # runs from before it was recorded
     for key in ("dataset", "classes", "test_class_counts", "train_class_counts"):
         if store.meta.get(key) != fresh[key]:
@@ -220,7 +225,7 @@ def _train_into(config: RunConfig, out: Path, resume: bool, specs: list[ReplicaS
                 programs: dict[str, ModelProgram], extra: dict[str, Any], progress: bool,
                 on_chunk: Callable[[int], None] | None) -> None:
     """Open (or create) the store and train every model's pending replicas into it."""
-    store = open_store(config, out, resume, specs, dataset)
+    store = open_store(config, out, resume, specs, dataset, extra)
     store.meta["sessions"].append({"started": now(), "device": store.meta.get("device")})
     store.meta["status"] = "running"
     ctx = GridRun(config, dataset, store, extra, RunStats(**store.meta.get("step_counts", {})), progress, on_chunk)

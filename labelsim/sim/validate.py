@@ -14,6 +14,7 @@ from labelsim.models import MODELS
 from labelsim.sim import noise
 from labelsim.config import REPLICA_STRATEGIES, ConfigError, ReplicaSpec, RunConfig, check_rate
 from labelsim.rundir import RESULT_FILES, RUN_FILE, RunDirError, config_differences, read_meta
+from labelsim.sim.fingerprint import check_stored_config
 
 KNOWN_STRATEGIES = ("auto", *REPLICA_STRATEGIES)
 
@@ -118,6 +119,7 @@ def _check_per_class(where: str, what: str, values: tuple, classes: int) -> None
 def validate_resume(out: Path, config: RunConfig) -> dict[str, Any]:
     """The stored run.json of ``out``, if its config makes the same results as ``config``."""
     meta = read_meta(Path(out))
+    check_stored_config(out, meta)
     try:
         stored = RunConfig.from_dict(meta["config"]).to_dict()
     except (ConfigError, TypeError, AttributeError, ValueError) as err:
