@@ -36,6 +36,7 @@ from labelsim.analysis.metrics import (
     asymmetry_rows,
     baseline,
     confusion_rows,
+    grid_point,
     noise_axis,
     pair_rows,
     ranking_conditions,
@@ -49,6 +50,9 @@ from labelsim.rundir import Replica, Run, RunDirError, load_run
 from labelsim.analysis.text import fmt_ci, fmt_num
 
 __all__ = [
+    "IMPACT_COLUMNS",
+    "SIZE_FRACTION_COLUMNS",
+    "SIZE_NEED_COLUMNS",
     "Analysis",
     "Comparison",
     "FitError",
@@ -61,12 +65,17 @@ __all__ = [
     "RunFits",
     "VolumeFit",
     "analyze_run",
+    "confusion_pairs",
     "fit_run",
     "impact_index",
     "load_run",
+    "nothing_finished",
+    "progress_banner",
+    "progress_notes",
     "sensitivity",
     "size_cell",
     "size_needed",
+    "summary_columns",
     "summary_rows",
     "summary_table",
 ]
@@ -97,7 +106,7 @@ def analyze_run(
     """Load a run and compute its metrics, fits and sensitivity summary."""
     run = run_dir if isinstance(run_dir, Run) else load_run(run_dir)
     if not run.finished():
-        raise RunDirError(f"{run.path}: no replica has finished yet; wait for the run or resume it")
+        raise RunDirError(nothing_finished(run))
     model, noise_model = pick_model(run, model, noise_model)
     points = all_point_metrics(run)
     fits = fit_run(run, model, noise_model, n_boot=n_boot, seed=seed)
@@ -113,8 +122,65 @@ def analyze_run(
     )
 
 
+def nothing_finished(run: Run) -> str:
+    """Why a run without a finished replica cannot be analysed, and what to do about it."""
+    if run.unfinished():
+        return (f"{run.path}: none of its {len(run.replicas)} replicas has finished yet; wait for "
+                "the run, or continue a stopped one with: "
+                f"python run_grid.py --resume --out {run.path}")
+    return (f"{run.path}: every replica diverged, so there is nothing to analyse; start a new run "
+            "(a new --out) with a lower --set recipe.learning_rate")
+
+
+def progress_banner(run: Run) -> str:
+    """One line for a run that is still training: how many replicas finished and that the tables
+    use those only; '' once no replica is pending or running."""
+    pending = len(run.unfinished())
+    if not pending:
+        return ""
+    diverged = f", {len(run.diverged())} diverged" if run.diverged() else ""
+    return (f"{len(run.finished())} of {len(run.replicas)} replicas finished ({pending} pending or "
+            f"running{diverged}); the tables below use the finished ones only")
+
+
+def progress_notes(an: Analysis, shown: int = 6) -> list[str]:
+    """What a partly trained run lacks: the grid points without a finished replica, and the
+    size that stands in for full data while the full-size replicas are missing."""
+    run, notes = an.run, []
+    done = {grid_point(r) for r in run.finished()}
+    missing = [p for p in dict.fromkeys(grid_point(r) for r in run.replicas) if p not in done]
+    if missing:
+        names = [p.name() for p in missing[:shown]]
+        more = f" and {len(missing) - shown} more" if len(missing) > shown else ""
+        notes.append(f"no finished replica at {len(missing)} grid point(s): "
+                     f"{', '.join(names)}{more}")
+    full, vf = run.full_size(an.model), an.fits.overall_volume
+    if vf is not None and an.baseline is None:
+        largest = vf.n_range[1] * run.num_classes
+        notes.append(f"'full data' in the fitted figures (size needed, impact index) is "
+                     f"n={largest:.0f}, the largest clean size finished so far (the grid's full "
+                     f"size is {full})")
+    return notes
+
+
 def _condition(an: Analysis, prefix: str) -> PointMetrics | None:
     return next((pm for name, pm in an.conditions if name.startswith(prefix)), None)
+
+
+def _condition_keys(an: Analysis) -> tuple[str, str]:
+    """The per_class columns of the highest-noise and smallest-size conditions ('' if absent)."""
+    noisy, small = _condition(an, "noise"), _condition(an, "size")
+    return (f"noise_{noisy.point.noise_rate:g}_x1000" if noisy is not None else "",
+            f"size_{small.point.train_size}_x1000" if small is not None else "")
+
+
+def summary_columns(an: Analysis, fraction: float = 0.95) -> tuple[str, ...]:
+    """The columns of ``summary_rows``."""
+    need = f"size_{fraction:g}"
+    return ("class", "baseline_x1000", "baseline_std_x1000", *(k for k in _condition_keys(an) if k),
+            "noise_slope", "noise_slope_lo", "noise_slope_hi", "r2", "linear_ok", "smallest_size",
+            "asymptote", "asymptote_lo", "asymptote_hi", "volume_form", need, f"{need}_lo",
+            f"{need}_hi")
 
 
 def summary_rows(an: Analysis, fraction: float = 0.95) -> list[dict]:
@@ -122,6 +188,7 @@ def summary_rows(an: Analysis, fraction: float = 0.95) -> list[dict]:
     slope with its interval and R^2, the volume asymptote and the training size (total) that
     reaches ``fraction`` of full-data accuracy, with its interval."""
     noisy, small = _condition(an, "noise"), _condition(an, "size")
+    noise_key, size_key = _condition_keys(an)
     rows = []
     for k, cls in enumerate(an.run.classes):
         row: dict = {"class": cls}
@@ -129,9 +196,9 @@ def summary_rows(an: Analysis, fraction: float = 0.95) -> list[dict]:
             row["baseline_x1000"] = x1000(an.baseline.accuracy.mean[k])
             row["baseline_std_x1000"] = x1000(an.baseline.accuracy.std[k])
         if noisy is not None:
-            row[f"noise_{noisy.point.noise_rate:g}_x1000"] = x1000(noisy.accuracy.mean[k])
+            row[noise_key] = x1000(noisy.accuracy.mean[k])
         if small is not None:
-            row[f"size_{small.point.train_size}_x1000"] = x1000(small.accuracy.mean[k])
+            row[size_key] = x1000(small.accuracy.mean[k])
         row |= _noise_columns(an.fits.noise.get(cls))
         vf = an.fits.volume.get(cls)
         per_total = 1.0 / an.run.class_shares[k]  # per-class count -> total training size
@@ -150,8 +217,7 @@ def summary_table(an: Analysis, fraction: float = 0.95) -> tuple[list[str], list
     """``summary_rows`` as display text: (headers, rows), one row per class."""
     rows = summary_rows(an, fraction)
     noisy, small = _condition(an, "noise"), _condition(an, "size")
-    noise_key = f"noise_{noisy.point.noise_rate:g}_x1000" if noisy is not None else ""
-    size_key = f"size_{small.point.train_size}_x1000" if small is not None else ""
+    noise_key, size_key = _condition_keys(an)
     need = f"size_{fraction:g}"
     headers = ["class", "baseline ±std", f"noise {noisy.point.noise_rate:.0%}" if noisy else
                "noise", f"n={small.point.train_size}" if small else "size",
@@ -210,12 +276,20 @@ def confusion_table(an: Analysis) -> list[dict]:
     return rows
 
 
+def _axis_points(an: Analysis) -> list[PointMetrics]:
+    """The points of both grid axes, each once."""
+    return list({pm.point: pm for pm in an.noise_points + an.size_points}.values())
+
+
+def confusion_pairs(an: Analysis, k: int = 6) -> list[tuple[int, int]]:
+    """The k most frequent confusions along both grid axes, and their reverses."""
+    pairs = top_pairs(_axis_points(an), an.run.classes, k)
+    return pairs + [(j, i) for i, j in pairs if (j, i) not in pairs]
+
+
 def pair_table(an: Analysis, k: int = 6) -> list[dict]:
     """Rates of the k most frequent confusions (and their reverses) along both grid axes."""
-    axis_points = list({pm.point: pm for pm in an.noise_points + an.size_points}.values())
-    pairs = top_pairs(axis_points, an.run.classes, k)
-    pairs += [(j, i) for i, j in pairs if (j, i) not in pairs]
-    return pair_rows(axis_points, an.run.classes, pairs)
+    return pair_rows(_axis_points(an), an.run.classes, confusion_pairs(an, k))
 
 
 def asymmetry_table(an: Analysis) -> list[dict]:
@@ -225,6 +299,11 @@ def asymmetry_table(an: Analysis) -> list[dict]:
         if pm.point.model == an.model:
             rows += asymmetry_rows(pm, an.run.classes, k=None)
     return rows
+
+
+SIZE_NEED_COLUMNS = ("class", "fraction", "of", "per_class", "per_class_lo", "per_class_hi",
+                     "total", "total_lo", "total_hi", "where", "smallest_per_class",
+                     "smallest_total", "largest_total")
 
 
 def size_need_table(an: Analysis, fractions: tuple[float, ...] = (0.9, 0.95)) -> list[dict]:
@@ -251,6 +330,9 @@ def size_need_table(an: Analysis, fractions: tuple[float, ...] = (0.9, 0.95)) ->
     return rows
 
 
+SIZE_FRACTION_COLUMNS = ("train_size", "accuracy", "fraction_observed", "fraction_fit")
+
+
 def size_fraction_table(an: Analysis) -> list[dict]:
     """Overall accuracy at each clean size as a fraction of full-data accuracy, observed and
     from the overall volume fit."""
@@ -267,6 +349,10 @@ def size_fraction_table(an: Analysis) -> list[dict]:
             row["fraction_fit"] = float(fraction_of_full(fit, size / an.run.num_classes))
         rows.append(row)
     return rows
+
+
+IMPACT_COLUMNS = ("class", "fraction", "noise_loss", "volume_loss", "impact", "impact_lo",
+                  "impact_hi")
 
 
 def impact_table(an: Analysis, fraction: float = 0.1) -> list[dict]:

@@ -206,6 +206,10 @@ def compare_run(
 # ---------------------------------------------------------------- tables
 
 
+SLOPE_COLUMNS = ("model", "noise_model", "class", "realized_max", "levels", "baseline", "slope",
+                 "slope_lo", "slope_hi", "r2", "linear_ok")
+
+
 def slope_rows(comp: Comparison) -> list[dict]:
     """Tidy rows: one per (model, noise model, class or overall) with the realized-axis slope."""
     rows = []
@@ -225,6 +229,9 @@ def slope_rows(comp: Comparison) -> list[dict]:
     return rows
 
 
+REALIZED_COLUMNS = ("noise_model", "requested", "realized", "ratio", "replicas")
+
+
 def realized_rows(comp: Comparison) -> list[dict]:
     """Requested vs realized noise rate of each noise model's levels (over every model: the
     corruption of a level does not depend on the model trained on it)."""
@@ -240,6 +247,9 @@ def realized_rows(comp: Comparison) -> list[dict]:
         rows.append({"noise_model": nm, "requested": requested, "realized": realized,
                      "ratio": realized / requested, "replicas": replicas})
     return rows
+
+
+TRANSITION_COLUMNS = ("noise_model", "true", "given", "count", "share", "diagonal")
 
 
 def transition_rows(comp: Comparison) -> list[dict]:
@@ -292,6 +302,11 @@ def human_pairs(comp: Comparison) -> list[tuple[ComboFit, ComboFit]]:
     return pairs
 
 
+HUMAN_COLUMNS = ("model", "human", "synthetic", "class", "human_slope", "human_lo", "human_hi",
+                 "synthetic_slope", "synthetic_lo", "synthetic_hi", "diff", "diff_lo", "diff_hi",
+                 "verdict")
+
+
 def human_vs_synthetic_rows(comp: Comparison) -> list[dict]:
     """Per class and overall: slope under human noise vs under each synthetic noise model of
     the same model, and their difference (human - synthetic) with its 95% interval."""
@@ -303,6 +318,11 @@ def human_vs_synthetic_rows(comp: Comparison) -> list[dict]:
                 rows.append({"model": hc.model, "human": hc.noise_model,
                              "synthetic": sc.noise_model, "class": cls} | diff)
     return rows
+
+
+AGREEMENT_COLUMNS = ("model", "human", "synthetic", "classes", "spearman", "spearman_p",
+                     "consistent", "under_predicted", "over_predicted", "mean_abs_diff",
+                     "human_realized_max", "synthetic_realized_max", "common_realized_max")
 
 
 def agreement_rows(comp: Comparison) -> list[dict]:
@@ -379,6 +399,13 @@ def slope_table(comp: Comparison) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def unfitted_lines(comp: Comparison) -> list[str]:
+    """One line per (model, noise model) without an overall slope: the data it lacks."""
+    return [f"{c.model} with {c.noise_model}: not enough data (finished full-size replicas at "
+            f"{len(c.levels)} noise level(s); a slope needs 2)"
+            for c in comp.combos if c.overall is None]
+
+
 def realized_summary(comp: Comparison) -> list[str]:
     """One line per noise model: requested level -> realized rate (over every model)."""
     rows = realized_rows(comp)
@@ -421,6 +448,9 @@ def human_table(comp: Comparison, model: str, human: str) -> tuple[list[str], li
 
 def agreement_text(row: dict) -> str:
     """One sentence on how well a synthetic model's per-class slopes predict the human ones."""
+    if not row["classes"]:
+        return (f"{row['human']} vs {row['synthetic']} ({row['model']}): not enough data (no "
+                "class has a fitted slope under both yet)")
     return (f"{row['human']} vs {row['synthetic']} ({row['model']}): Spearman "
             f"{fmt_num(row['spearman'], '.2f')} (p {fmt_num(row['spearman_p'], '.2g')}) over "
             f"{row['classes']} classes; {row['consistent']} same, {row['under_predicted']} "

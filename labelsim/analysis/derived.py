@@ -142,6 +142,10 @@ def _top_with_ties(rows: list[dict], key: str) -> list[str]:
     return [r["class"] for r in rows if r[f"{key}_hi"] >= lo_top]
 
 
+SENSITIVITY_COLUMNS = ("class", "slope", "slope_lo", "slope_hi", "need", "need_lo", "need_hi",
+                       "need_where", "slope_rank", "need_rank")
+
+
 def sensitivity(fits: RunFits, fraction: float = 0.95) -> dict:
     """Classes ranked by noise slope and by volume need (per-class count to ``fraction`` of the
     asymptote); the most sensitive class with every class whose interval overlaps it (a tie)."""

@@ -16,7 +16,9 @@ from scipy import stats
 from labelsim.rundir import Replica, Run
 
 RATE_NAMES = ("tpr", "fnr", "fpr", "tnr")
-CLEAN = "none"  # noise model recorded for clean (rate 0) grid points: the protocol is moot there
+# Grouping key of clean (rate 0) grid points, whatever noise model their replicas record: the
+# protocol is moot there. Tables show the noise model replicas.csv records instead.
+CLEAN = "none"
 
 
 def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -104,7 +106,7 @@ class GridPoint:
 
 
 def grid_point(replica: Replica) -> GridPoint:
-    """The grid point of a replica (clean grid points share noise model 'none')."""
+    """The grid point of a replica (clean grid points share the key CLEAN as noise model)."""
     if replica.is_custom:
         label = replica.label or f"custom {replica.replica}"
         return GridPoint(replica.model, replica.noise_model, replica.noise_rate,
@@ -124,6 +126,7 @@ class PointMetrics:
     overall: Spread  # () overall accuracy
     rates: dict[str, Spread]  # one-vs-rest rates, each (C,)
     realized_noise: float
+    recorded_noise_model: str  # as replicas.csv records it ('a+b' if the replicas differ)
 
     @property
     def mean_confusion(self) -> np.ndarray:
@@ -150,6 +153,7 @@ def point_metrics(run: Run, point: GridPoint, replicas: Iterable[int]) -> PointM
         overall=spread(overall_accuracy(counts)),
         rates={name: spread(rates[name]) for name in RATE_NAMES},
         realized_noise=float(np.mean(realized)) if realized else math.nan,
+        recorded_noise_model="+".join(dict.fromkeys(run.replicas[i].noise_model for i in idx)),
     )
 
 
@@ -202,14 +206,25 @@ def size_axis(metrics: list[PointMetrics], model: str) -> list[PointMetrics]:
     return sorted(points, key=lambda pm: pm.point.train_size)
 
 
-def _point_fields(point: GridPoint) -> dict[str, Any]:
+POINT_COLUMNS = ("model", "noise_model", "noise_rate", "train_size", "label")
+
+
+def _point_fields(pm: PointMetrics) -> dict[str, Any]:
+    """The coordinates of a point as replicas.csv names them (POINT_COLUMNS)."""
+    point = pm.point
     return {
         "model": point.model,
-        "noise_model": point.noise_model,
+        "noise_model": pm.recorded_noise_model,
         "noise_rate": point.noise_rate,
         "train_size": point.train_size,
         "label": point.label,
     }
+
+
+CLASS_METRIC_COLUMNS = (
+    *POINT_COLUMNS, "class", "n", "accuracy", "accuracy_std", "accuracy_lo", "accuracy_hi",
+    "accuracy_x1000", *(f"{name}{suffix}" for name in RATE_NAMES for suffix in ("", "_std")),
+)
 
 
 def class_metric_rows(metrics: list[PointMetrics], classes: tuple[str, ...]) -> list[dict]:
@@ -218,7 +233,7 @@ def class_metric_rows(metrics: list[PointMetrics], classes: tuple[str, ...]) -> 
     for pm in metrics:
         for k, cls in enumerate(classes):
             acc = pm.accuracy
-            row = _point_fields(pm.point) | {
+            row = _point_fields(pm) | {
                 "class": cls,
                 "n": pm.accuracy.n,
                 "accuracy": float(acc.mean[k]),
@@ -239,10 +254,14 @@ def x1000(value: float) -> int | None:
     return None if not np.isfinite(value) else int(round(float(value) * 1000))
 
 
+OVERALL_COLUMNS = (*POINT_COLUMNS, "n", "replicas", "realized_noise", "accuracy", "accuracy_std",
+                   "accuracy_lo", "accuracy_hi", "accuracy_x1000")
+
+
 def overall_rows(metrics: list[PointMetrics]) -> list[dict]:
     """Tidy rows: overall accuracy of each grid point with spread and realized noise."""
     return [
-        _point_fields(pm.point) | {
+        _point_fields(pm) | {
             "n": pm.overall.n,
             "replicas": " ".join(str(i) for i in pm.replicas),
             "realized_noise": pm.realized_noise,
@@ -256,6 +275,10 @@ def overall_rows(metrics: list[PointMetrics]) -> list[dict]:
     ]
 
 
+CONFUSION_COLUMNS = (*POINT_COLUMNS, "true", "predicted", "count", "rate", "count_diff",
+                     "rate_diff")
+
+
 def confusion_rows(
     pm: PointMetrics, classes: tuple[str, ...], base: PointMetrics | None = None
 ) -> list[dict]:
@@ -267,7 +290,7 @@ def confusion_rows(
     rows = []
     for i, true in enumerate(classes):
         for j, pred in enumerate(classes):
-            row = _point_fields(pm.point) | {
+            row = _point_fields(pm) | {
                 "true": true, "predicted": pred,
                 "count": float(mean[i, j]), "rate": float(rate[i, j]),
             }
@@ -290,6 +313,10 @@ def top_pairs(
     return [tuple(int(v) for v in np.unravel_index(o, rates.shape)) for o in order]
 
 
+PAIR_COLUMNS = (*POINT_COLUMNS, "pair", "true", "predicted", "rate", "rate_std", "rate_lo",
+                "rate_hi", "n")
+
+
 def pair_rows(
     points: list[PointMetrics], classes: tuple[str, ...], pairs: list[tuple[int, int]]
 ) -> list[dict]:
@@ -299,7 +326,7 @@ def pair_rows(
         per_rep = confusion_rates(pm.counts)
         for i, j in pairs:
             s = spread(per_rep[:, i, j])
-            rows.append(_point_fields(pm.point) | {
+            rows.append(_point_fields(pm) | {
                 "pair": f"{classes[i]}->{classes[j]}", "true": classes[i],
                 "predicted": classes[j], "rate": float(s.mean), "rate_std": float(s.std),
                 "rate_lo": float(s.lo), "rate_hi": float(s.hi), "n": s.n,
@@ -322,6 +349,10 @@ def pair_asymmetry(counts: np.ndarray, i: int, j: int) -> dict[str, Spread]:
             "rate_ij": spread(r_ij), "rate_ji": spread(r_ji)}
 
 
+ASYMMETRY_COLUMNS = (*POINT_COLUMNS, "pair", "reverse", "rate", "reverse_rate", "diff", "diff_lo",
+                     "diff_hi", "log_ratio", "log_ratio_lo", "log_ratio_hi", "ratio", "n")
+
+
 def asymmetry_rows(pm: PointMetrics, classes: tuple[str, ...], k: int | None = 10) -> list[dict]:
     """Every unordered class pair at a point, oriented so i->j is the larger, by |difference|."""
     rows = []
@@ -340,7 +371,7 @@ def asymmetry_rows(pm: PointMetrics, classes: tuple[str, ...], k: int | None = 1
 
 def _asymmetry_row(pm: PointMetrics, classes, i: int, j: int, asym: dict[str, Spread]) -> dict:
     d, lr = asym["diff"], asym["log_ratio"]
-    return _point_fields(pm.point) | {
+    return _point_fields(pm) | {
         "pair": f"{classes[i]}->{classes[j]}", "reverse": f"{classes[j]}->{classes[i]}",
         "rate": float(asym["rate_ij"].mean), "reverse_rate": float(asym["rate_ji"].mean),
         "diff": float(d.mean), "diff_lo": float(d.lo), "diff_hi": float(d.hi),
@@ -373,6 +404,14 @@ def ranking_conditions(
     if small:
         out.append((f"size {small[0].point.train_size}", small[0]))
     return out
+
+
+def ranking_columns(conditions: list[tuple[str, PointMetrics]]) -> tuple[str, ...]:
+    """The columns of ``ranking_rows``: accuracy, rank and (after the first) rank change of each
+    condition."""
+    per_condition = [(f"{name} acc_x1000", f"{name} rank", *((f"{name} change",) if i else ()))
+                     for i, (name, _) in enumerate(conditions)]
+    return ("class", *(c for cols in per_condition for c in cols), "total_move")
 
 
 def ranking_rows(
@@ -429,6 +468,9 @@ def bump_rows(
     return rows
 
 
+LABEL_NOISE_COLUMNS = (*POINT_COLUMNS, "class", "realized_noise", "realized_noise_std", "n")
+
+
 def label_noise_rows(run: Run, metrics: list[PointMetrics]) -> list[dict]:
     """Realized label noise of each class at each point (share of its training labels that the
     corruption moved to another class), from the run's transition counts; [] if not recorded."""
@@ -440,8 +482,8 @@ def label_noise_rows(run: Run, metrics: list[PointMetrics]) -> list[dict]:
                                   axis1=-2, axis2=-1)
         s = spread(moved)
         rows += [
-            _point_fields(pm.point) | {"class": cls, "realized_noise": float(s.mean[k]),
-                                       "realized_noise_std": float(s.std[k]), "n": s.n}
+            _point_fields(pm) | {"class": cls, "realized_noise": float(s.mean[k]),
+                                 "realized_noise_std": float(s.std[k]), "n": s.n}
             for k, cls in enumerate(run.classes)
         ]
     return rows

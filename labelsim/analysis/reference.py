@@ -116,6 +116,10 @@ def _run_x1000(run: Run, pm: PointMetrics, cls: str) -> int | None:
     return x1000(pm.accuracy.mean[run.classes.index(cls)])
 
 
+REFERENCE_COLUMNS = ("model", "class", *(f"{cond.key}_{part}" for cond in CONDITIONS
+                                           for part in ("run", "study", "diff")))
+
+
 def reference_rows(run: Run, ref: ReferenceComparison) -> list[dict]:
     """One row per class: run and study accuracy x1000 per condition found, and differences."""
     rows = []
@@ -140,6 +144,10 @@ def _drops(run: Run, ref: ReferenceComparison, key: str) -> tuple[list[float], l
     theirs = [(PER_CLASS_X1000["baseline"][c] - PER_CLASS_X1000[key][c]) / 1000
               for c in ref.classes]
     return ours, theirs
+
+
+AGREEMENT_COLUMNS = ("model", "compared", "classes", "spearman", "spearman_p", "run_mean",
+                     "study_mean")
 
 
 def agreement_rows(run: Run, ref: ReferenceComparison) -> list[dict]:

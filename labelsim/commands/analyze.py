@@ -8,11 +8,15 @@ import csv
 import json
 import math
 import sys
-from dataclasses import asdict
+import typing
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from labelsim.analysis import (
+    IMPACT_COLUMNS,
+    SIZE_FRACTION_COLUMNS,
+    SIZE_NEED_COLUMNS,
     Analysis,
     RunDirError,
     analyze_run,
@@ -20,20 +24,31 @@ from labelsim.analysis import (
     confusion_table,
     impact_table,
     pair_table,
+    progress_banner,
+    progress_notes,
     size_fraction_table,
     size_need_table,
+    summary_columns,
     summary_rows,
     summary_table,
 )
 from labelsim.analysis import compare, reference
 from labelsim.analysis import fmt_ci, fmt_num
+from labelsim.analysis.derived import SENSITIVITY_COLUMNS
 from labelsim.analysis.fits import JointFit, NoiseFit, VolumeFit, fits_to_json, json_ready
 from labelsim.analysis.metrics import (
+    ASYMMETRY_COLUMNS,
+    CLASS_METRIC_COLUMNS,
+    CONFUSION_COLUMNS,
+    LABEL_NOISE_COLUMNS,
+    OVERALL_COLUMNS,
+    PAIR_COLUMNS,
     asymmetry_rows,
     biggest_movers,
     class_metric_rows,
     label_noise_rows,
     overall_rows,
+    ranking_columns,
     ranking_rows,
 )
 
@@ -72,55 +87,77 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- files
 
 
-def table_files(an: Analysis) -> dict[str, list[dict]]:
+class Table(NamedTuple):
+    """A CSV table: its columns (known even when it has no rows) and its rows."""
+
+    columns: tuple[str, ...]
+    rows: list[dict]
+
+
+def table_files(an: Analysis) -> dict[str, Table]:
     """Every table of an analysis, by CSV file name."""
     fits = an.fits
     return {
-        "per_class.csv": summary_rows(an),
-        "class_metrics.csv": class_metric_rows(an.points, an.run.classes),
-        "overall.csv": overall_rows(an.points),
-        "confusion.csv": confusion_table(an),
-        "pairs.csv": pair_table(an),
-        "asymmetry.csv": asymmetry_table(an),
-        "ranking.csv": ranking_rows(an.conditions, an.run.classes),
-        "sensitivity.csv": an.sensitivity["rows"],
-        "sizes_needed.csv": size_need_table(an),
-        "size_fractions.csv": size_fraction_table(an),
-        "impact.csv": impact_table(an),
-        "fits_noise.csv": _fit_rows(fits.noise, fits.overall_noise),
-        "fits_volume.csv": _fit_rows(fits.volume, fits.overall_volume),
-        "fits_joint.csv": _fit_rows(fits.joint or {}, fits.overall_joint),
-        "label_noise.csv": label_noise_rows(an.run, an.points),
-        "excluded.csv": excluded_rows(an),
+        "per_class.csv": Table(summary_columns(an), summary_rows(an)),
+        "class_metrics.csv": Table(CLASS_METRIC_COLUMNS,
+                                   class_metric_rows(an.points, an.run.classes)),
+        "overall.csv": Table(OVERALL_COLUMNS, overall_rows(an.points)),
+        "confusion.csv": Table(CONFUSION_COLUMNS, confusion_table(an)),
+        "pairs.csv": Table(PAIR_COLUMNS, pair_table(an)),
+        "asymmetry.csv": Table(ASYMMETRY_COLUMNS, asymmetry_table(an)),
+        "ranking.csv": Table(ranking_columns(an.conditions),
+                             ranking_rows(an.conditions, an.run.classes)),
+        "sensitivity.csv": Table(SENSITIVITY_COLUMNS, an.sensitivity["rows"]),
+        "sizes_needed.csv": Table(SIZE_NEED_COLUMNS, size_need_table(an)),
+        "size_fractions.csv": Table(SIZE_FRACTION_COLUMNS, size_fraction_table(an)),
+        "impact.csv": Table(IMPACT_COLUMNS, impact_table(an)),
+        "fits_noise.csv": _fit_table(NoiseFit, fits.noise, fits.overall_noise),
+        "fits_volume.csv": _fit_table(VolumeFit, fits.volume, fits.overall_volume),
+        "fits_joint.csv": _fit_table(JointFit, fits.joint or {}, fits.overall_joint),
+        "label_noise.csv": Table(LABEL_NOISE_COLUMNS, label_noise_rows(an.run, an.points)),
+        "excluded.csv": Table(EXCLUDED_COLUMNS, excluded_rows(an)),
     } | comparison_files(an) | reference_files(an)
 
 
-def comparison_files(an: Analysis) -> dict[str, list[dict]]:
+def comparison_files(an: Analysis) -> dict[str, Table]:
     """The side-by-side tables (every model and noise model, realized-noise axis)."""
     comp = an.comparison
     if comp is None:
         return {}
     return {
-        "compare_slopes.csv": compare.slope_rows(comp),
-        "compare_realized.csv": compare.realized_rows(comp),
-        "human_vs_synthetic.csv": compare.human_vs_synthetic_rows(comp),
-        "human_agreement.csv": compare.agreement_rows(comp),
-        "transitions.csv": compare.transition_rows(comp),
+        "compare_slopes.csv": Table(compare.SLOPE_COLUMNS, compare.slope_rows(comp)),
+        "compare_realized.csv": Table(compare.REALIZED_COLUMNS, compare.realized_rows(comp)),
+        "human_vs_synthetic.csv": Table(compare.HUMAN_COLUMNS,
+                                        compare.human_vs_synthetic_rows(comp)),
+        "human_agreement.csv": Table(compare.AGREEMENT_COLUMNS, compare.agreement_rows(comp)),
+        "transitions.csv": Table(compare.TRANSITION_COLUMNS, compare.transition_rows(comp)),
     }
 
 
-def reference_files(an: Analysis) -> dict[str, list[dict]]:
+def reference_files(an: Analysis) -> dict[str, Table]:
     """The reference study beside the run (CIFAR-10 runs only)."""
     if not an.reference:
         return {}
     return {
-        "reference.csv": [r for ref in an.reference for r in reference.reference_rows(an.run, ref)],
-        "reference_agreement.csv": [r for ref in an.reference
-                                    for r in reference.agreement_rows(an.run, ref)],
+        "reference.csv": Table(reference.REFERENCE_COLUMNS, [
+            r for ref in an.reference for r in reference.reference_rows(an.run, ref)]),
+        "reference_agreement.csv": Table(reference.AGREEMENT_COLUMNS, [
+            r for ref in an.reference for r in reference.agreement_rows(an.run, ref)]),
     }
 
 
-def _fit_rows(fits: dict[str, Any], overall: Any) -> list[dict]:
+def fit_columns(fit_type: type) -> tuple[str, ...]:
+    """The columns of a fit table: the class, then each field of the fit's dataclass, an
+    interval field as two columns (name_lo, name_hi)."""
+    hints = typing.get_type_hints(fit_type)
+    columns = ["class"]
+    for f in fields(fit_type):
+        interval = typing.get_origin(hints[f.name]) is tuple
+        columns += [f"{f.name}_lo", f"{f.name}_hi"] if interval else [f.name]
+    return tuple(columns)
+
+
+def _fit_table(fit_type: type, fits: dict[str, Any], overall: Any) -> Table:
     items = list(fits.items()) + ([("overall", overall)] if overall is not None else [])
     rows = []
     for cls, fit in items:
@@ -131,7 +168,11 @@ def _fit_rows(fits: dict[str, Any], overall: Any) -> list[dict]:
             else:
                 row[key] = value
         rows.append(row)
-    return rows
+    return Table(fit_columns(fit_type), rows)
+
+
+EXCLUDED_COLUMNS = ("replica", "status", "experiment", "model", "noise_model", "noise_rate",
+                    "train_size", "repeat", "diverged_step", "label")
 
 
 def excluded_rows(an: Analysis) -> list[dict]:
@@ -148,8 +189,8 @@ def write_tables(an: Analysis, out: Path) -> list[Path]:
     """Write every table as CSV and the fits as fits.json; returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, rows in table_files(an).items():
-        written.append(write_csv(out / name, rows))
+    for name, table in table_files(an).items():
+        written.append(write_csv(out / name, table))
     fits_json = fits_to_json(an.fits) | {
         "sensitivity": json_ready(an.sensitivity),
         "impact": json_ready(impact_table(an)),
@@ -160,13 +201,12 @@ def write_tables(an: Analysis, out: Path) -> list[Path]:
     return written + [path]
 
 
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    """Rows as CSV with the union of their keys as header (empty file body if no rows)."""
-    header = list(dict.fromkeys(key for row in rows for key in row))
+def write_csv(path: Path, table: Table) -> Path:
+    """A table as CSV: the header row always (a table without rows too), a missing value empty."""
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header)
+        writer = csv.DictWriter(handle, fieldnames=table.columns)
         writer.writeheader()
-        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in table.rows)
     return path
 
 
@@ -197,6 +237,7 @@ def format_table(headers: list[str], rows: Iterable[list[str]]) -> str:
 def render(an: Analysis) -> str:
     """The whole terminal report of an analysis."""
     parts = [
+        progress_banner(an.run),
         _render_header(an),
         _render_classes(an),
         _render_overall(an),
@@ -224,6 +265,7 @@ def _render_header(an: Analysis) -> str:
         lines.append(f"  the run has {len(comp.combos)} model x noise model combinations "
                      f"(models {', '.join(comp.models)}; noise models "
                      f"{', '.join(comp.noise_models)}): side by side after the tables below")
+    lines += [f"  {note}" for note in progress_notes(an)]
     fewest = min((pm.accuracy.n for pm in an.points), default=0)
     if fewest < 2:
         lines.append("  note: some grid points have a single finished repeat: no spread or "
@@ -281,6 +323,7 @@ def _render_overall(an: Analysis) -> str:
                          f"accuracy (fit {fmt_num(row.get('fraction_fit'), '.1%')})")
     if fits.overall_joint is not None:
         lines.append("  joint fit:  " + _describe_joint(fits.overall_joint))
+    lines += [f"  {axis} fit: {reason}" for axis, reason in fits.skipped.items()]
     impact = impact_table(an)[-1]
     if not math.isnan(impact["impact"]):
         lines.append(f"  impact index (10% noise vs 10% fewer labels, >1: noise hurts more): "
@@ -363,6 +406,7 @@ def render_comparison(an: Analysis) -> str:
         "models are compared at the same amount of wrong labels; baseline x1000 (clean, full "
         "data)",
         format_table(*compare.slope_table(comp)),
+        *(f"  {line}" for line in compare.unfitted_lines(comp)),
         "  realized vs requested noise rate:",
         *(f"    {line}" for line in compare.realized_summary(comp)),
     ]

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelsim.analysis import RunDirError, analyze_run
+from labelsim.analysis import RunDirError, analyze_run, progress_banner
 from labelsim.present.charts import FORMATS
 from labelsim.present.report import build_report
 
@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     except (RunDirError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    banner = progress_banner(an.run)
+    if banner:
+        print(banner)
     out = Path(args.out) if args.out else None
     charts_dir = out.parent / "charts" if out else None
     try:

@@ -27,7 +27,7 @@ def finite_points(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
     """x and each y restricted to the points where all of them are finite."""
     x = np.asarray(x, dtype=float)
     arrays = [np.asarray(y, dtype=float) for y in ys]
-    keep = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    keep = np.isfinite(x).all(axis=tuple(range(1, x.ndim)))  # a point's every coordinate
     for arr in arrays:
         keep &= np.isfinite(arr)
     return (x[keep], *(arr[keep] for arr in arrays))

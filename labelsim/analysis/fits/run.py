@@ -33,6 +33,7 @@ class RunFits:
     model: str = ""
     noise_model: str = ""
     excluded: tuple[int, ...] = ()  # replicas left out (diverged or unfinished)
+    skipped: dict[str, str] = field(default_factory=dict)  # axis -> why it has no overall fit
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -83,47 +84,65 @@ def fit_run(
     run = run_dir if isinstance(run_dir, Run) else load_run(run_dir)
     model, noise_model = pick_model(run, model, noise_model)
     samples: dict = {"noise": {}, "volume": {}, "joint": {}}
-    noise, overall_noise = _fit_noise_axis(run, model, noise_model, n_boot, seed, samples)
-    volume, overall_volume = _fit_volume_axis(run, model, n_boot, seed, samples)
-    joint, overall_joint = _fit_joint_axis(run, model, noise_model, n_boot, seed, samples)
+    skipped: dict[str, str] = {}
+    noise, overall_noise = _fit_noise_axis(run, model, noise_model, n_boot, seed, samples, skipped)
+    volume, overall_volume = _fit_volume_axis(run, model, n_boot, seed, samples, skipped)
+    joint, overall_joint = _fit_joint_axis(run, model, noise_model, n_boot, seed, samples, skipped)
     excluded = tuple(r.replica for r in run.replicas if not r.finished)
     return RunFits(run.classes, noise, volume, joint, overall_noise, overall_volume, samples,
-                   overall_joint, model, noise_model, excluded)
+                   overall_joint, model, noise_model, excluded, skipped)
+
+
+def _levels(values: list[float], unit: str) -> str:
+    """The distinct values as text: '1 training size (500)', 'no noise level'."""
+    levels = sorted(set(values))
+    if not levels:
+        return f"no {unit}"
+    plural = "s" if len(levels) > 1 else ""
+    return f"{len(levels)} {unit}{plural} ({', '.join(f'{v:g}' for v in levels)})"
 
 
 def _fit_noise_axis(
-    run: Run, model: str, noise_model: str, n_boot: int, seed: int, samples: dict
+    run: Run, model: str, noise_model: str, n_boot: int, seed: int, samples: dict, skipped: dict
 ) -> tuple[dict[str, NoiseFit], NoiseFit | None]:
     reps = _axis_replicas(run, model, noise_model, axis="noise")
     x = np.array([r.noise_rate for r in reps])
     if len(np.unique(x)) < 2:
+        skipped["noise"] = (f"not enough data: finished replicas at n={run.full_size(model)} cover "
+                            f"{_levels(list(x), 'noise level')}; the noise fit needs 2")
         return {}, None
     inputs = [(x,)] * len(run.classes)
-    return _fit_classes(run, reps, "noise", fit_noise, inputs, (x,), n_boot, seed, samples)
+    return _fit_classes(run, reps, "noise", fit_noise, inputs, (x,), n_boot, seed, samples, skipped)
 
 
 def _fit_volume_axis(
-    run: Run, model: str, n_boot: int, seed: int, samples: dict
+    run: Run, model: str, n_boot: int, seed: int, samples: dict, skipped: dict
 ) -> tuple[dict[str, VolumeFit], VolumeFit | None]:
     reps = _axis_replicas(run, model, "", axis="volume")
-    if len({r.train_size for r in reps}) < 2:
+    sizes = [float(r.train_size) for r in reps]
+    if len(set(sizes)) < 2:
+        skipped["volume"] = (f"not enough data: finished clean replicas cover "
+                             f"{_levels(sizes, 'training size')}; the volume fit needs 2")
         return {}, None
     n, mean_n = _sizes(run, reps)
     inputs = [(n[:, k],) for k in range(run.num_classes)]
-    return _fit_classes(run, reps, "volume", fit_volume, inputs, (mean_n,), n_boot, seed, samples)
+    return _fit_classes(run, reps, "volume", fit_volume, inputs, (mean_n,), n_boot, seed, samples,
+                        skipped)
 
 
 def _fit_joint_axis(
-    run: Run, model: str, noise_model: str, n_boot: int, seed: int, samples: dict
+    run: Run, model: str, noise_model: str, n_boot: int, seed: int, samples: dict, skipped: dict
 ) -> tuple[dict[str, JointFit] | None, JointFit | None]:
     reps = _axis_replicas(run, model, noise_model, axis="joint")
     if not any(r.experiment == "cross" for r in reps):
+        if any(r.experiment == "cross" and r.model == model for r in run.replicas):
+            skipped["joint"] = "not enough data: no replica of the cross grid has finished yet"
         return None, None
     n, mean_n = _sizes(run, reps)
     noise = np.array([r.noise_rate for r in reps])
     inputs = [(n[:, k], noise) for k in range(run.num_classes)]
     return _fit_classes(run, reps, "joint", fit_joint, inputs, (mean_n, noise), n_boot, seed,
-                        samples)
+                        samples, skipped)
 
 
 def _sizes(run: Run, reps: list[Replica]) -> tuple[np.ndarray, np.ndarray]:
@@ -138,11 +157,12 @@ _STREAMS = {"noise": 1, "volume": 2, "joint": 3}  # random stream of each axis
 def _fit_classes(
     run: Run, reps: list[Replica], axis: str, fitter: Callable,
     inputs: list[tuple[np.ndarray, ...]], overall_inputs: tuple[np.ndarray, ...],
-    n_boot: int, seed: int, samples: dict,
+    n_boot: int, seed: int, samples: dict, skipped: dict,
 ) -> tuple[dict[str, Any], Any]:
     """``fitter`` on each class's accuracy and on the overall one; fits that fail are left out.
 
-    Bootstrap samples go into ``samples[axis][class]`` and ``samples["overall_" + axis]``."""
+    Bootstrap samples go into ``samples[axis][class]`` and ``samples["overall_" + axis]``; why
+    the overall fit failed goes into ``skipped[axis]``."""
     acc, overall = _accuracies(run, reps)
     stream = _STREAMS[axis]
     fits = {}
@@ -150,11 +170,13 @@ def _fit_classes(
         fit = _try(fitter, *inputs[k], acc[:, k], n_boot, _rng(seed, stream, k))
         if fit is not None:
             fits[cls], samples[axis][cls] = fit
-    fit = _try(fitter, *overall_inputs, overall, n_boot, _rng(seed, stream, 10**6))
-    if fit is None:
+    try:
+        fit, boot = fitter(*overall_inputs, overall, n_boot, _rng(seed, stream, 10**6))
+    except FitError as exc:
+        skipped[axis] = f"not enough data: {exc}"
         return fits, None
-    samples[f"overall_{axis}"] = fit[1]
-    return fits, fit[0]
+    samples[f"overall_{axis}"] = boot
+    return fits, fit
 
 
 def _try(fitter: Callable, *args: Any) -> Any:
@@ -177,6 +199,7 @@ def fits_to_json(fits: RunFits) -> dict:
         "overall_volume": asdict(fits.overall_volume) if fits.overall_volume else None,
         "overall_joint": asdict(fits.overall_joint) if fits.overall_joint else None,
         "bootstrap_samples_kept": _sample_counts(fits.samples),
+        "skipped": dict(fits.skipped),
     }
     return json_ready(out)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from labelsim.analysis import Analysis, analyze_run
+from labelsim.analysis import Analysis, analyze_run, progress_banner
 from labelsim.present import charts
 from labelsim.present.report.comparisons import comparison_sections
 from labelsim.present.report.page import render_page, vega_bundle
@@ -48,7 +48,8 @@ def build_report(
                 *tables_sections(an),
                 *more_sections,
                 ("Configuration", config_section(an))]
-    page = render_page(f"labelsim report: {an.run.path.name}", sections, specs, vega_bundle())
+    page = render_page(f"labelsim report: {an.run.path.name}", sections, specs, vega_bundle(),
+                       banner=progress_banner(an.run))
     path = Path(out) if out else an.run.path / "report.html"
     path.write_text(page, encoding="utf-8")
     if formats:

@@ -46,7 +46,8 @@ def _comparison_section(an: Analysis, items: list[Item]) -> str:
     assert comp is not None
     realized = html_table(compare.realized_rows(comp), formats={
         "requested": ".0%", "realized": ".1%", "ratio": ".3f"})
-    return (_REALIZED_NOTE + html_grid(*compare.slope_table(comp))
+    unfitted = "".join(f"<p>{html.escape(line)}.</p>" for line in compare.unfitted_lines(comp))
+    return (_REALIZED_NOTE + html_grid(*compare.slope_table(comp)) + unfitted
             + "<h3>Requested vs realized noise rate</h3>" + realized + chart_section(items))
 
 

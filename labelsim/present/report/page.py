@@ -34,6 +34,7 @@ td:first-child,th:first-child,td.t{text-align:left}
 pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.8em}
 .chart{margin:.5em 0 1em;max-width:100%;overflow-x:auto}
 .caption{color:#555;font-size:.9em;max-width:640px} nav a{margin-right:1em}
+.banner{background:#fff4d6;border:1px solid #e0b84c;padding:.6em 1em;font-weight:bold}
 """
 
 _EMBED = """
@@ -56,10 +57,13 @@ def _slug(title: str) -> str:
 
 
 def render_page(
-    title: str, sections: Iterable[tuple[str, str]], specs: dict[str, dict], bundle: str
+    title: str, sections: Iterable[tuple[str, str]], specs: dict[str, dict], bundle: str,
+    banner: str = "",
 ) -> str:
-    """The HTML page: sections (title, html), charts by id (each in a div of that id)."""
+    """The HTML page: sections (title, html), charts by id (each in a div of that id), and a
+    ``banner`` line above everything when given (a run still in progress)."""
     sections = list(sections)
+    top = f"<p class='banner' id='banner'>{html.escape(banner)}</p>" if banner else ""
     nav = "".join(f"<a href='#{_slug(t)}'>{html.escape(t)}</a>" for t, _ in sections)
     body = "".join(f"<section id='{_slug(t)}'><h2>{html.escape(t)}</h2>{content}</section>"
                    for t, content in sections)
@@ -67,7 +71,7 @@ def render_page(
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><nav>{nav}</nav>{body}"
+        f"<h1>{html.escape(title)}</h1>{top}<nav>{nav}</nav>{body}"
         f"<script type='application/json' id='labelsim-specs'>{data}</script>"
         f"<script>{bundle}</script><script>{_EMBED}</script></body></html>"
     )

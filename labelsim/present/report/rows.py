@@ -10,9 +10,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from labelsim.analysis import Analysis, confusion_rows, pair_table
+from labelsim.analysis import Analysis, confusion_pairs, confusion_rows
 from labelsim.analysis.derived import noise_band, volume_band
-from labelsim.analysis.metrics import GridPoint, bump_rows
+from labelsim.analysis.metrics import PointMetrics, bump_rows, pair_rows
 from labelsim.present import charts
 
 CURVE_POINTS = 40  # points along each fitted curve
@@ -125,27 +125,25 @@ def _curve_charts(an: Analysis) -> list[Item]:
 
 def _pair_charts(an: Analysis) -> list[Item]:
     """The most frequent confusions vs noise and vs size."""
-    rows = pair_table(an)
+    pairs = confusion_pairs(an)
     out: list[Item] = []
-    noisy = {pm.point for pm in an.noise_points}
-    sized = {pm.point for pm in an.size_points}
-    rows = [r | {"lo": max(r["rate"] - r["rate_std"], 0.0), "hi": r["rate"] + r["rate_std"]}
-            for r in rows]
-    by_noise = [r for r in rows if _row_point(r) in noisy]
-    by_size = [r for r in rows if _row_point(r) in sized]
-    if len(noisy) > 1:
+    if len(an.noise_points) > 1:
         out.append(("pairs_vs_noise", "Most frequent confusions (and their reverses) vs noise: "
                     "rate = count / true-class total, ±1 std over repeats.",
-                    charts.pair_confusions(by_noise, "noise_rate", "Pair confusions vs noise")))
-    if len(sized) > 1:
+                    charts.pair_confusions(_pair_bars(an, an.noise_points, pairs), "noise_rate",
+                                           "Pair confusions vs noise")))
+    if len(an.size_points) > 1:
         out.append(("pairs_vs_size", "Most frequent confusions (and their reverses) vs size: "
                     "rate = count / true-class total, ±1 std over repeats.",
-                    charts.pair_confusions(by_size, "train_size", "Pair confusions vs size")))
+                    charts.pair_confusions(_pair_bars(an, an.size_points, pairs), "train_size",
+                                           "Pair confusions vs size")))
     return out
 
 
-def _row_point(row: dict) -> GridPoint:
-    """The grid point a pair-table row belongs to."""
-    return GridPoint(row["model"], row["noise_model"], row["noise_rate"], row["train_size"],
-                     row["label"])
+def _pair_bars(
+    an: Analysis, points: list[PointMetrics], pairs: list[tuple[int, int]]
+) -> list[dict]:
+    """Pair-confusion rows of some points with ±1 std bars (lo, hi)."""
+    return [r | {"lo": max(r["rate"] - r["rate_std"], 0.0), "hi": r["rate"] + r["rate_std"]}
+            for r in pair_rows(points, an.run.classes, pairs)]
 

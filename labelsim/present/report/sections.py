@@ -18,6 +18,7 @@ from labelsim.analysis import (
     Analysis,
     asymmetry_rows,
     impact_table,
+    progress_notes,
     size_cell,
     size_fraction_table,
     size_need_table,
@@ -106,7 +107,8 @@ def _meta_section(an: Analysis) -> str:
     }
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>"
                    for k, v in facts.items())
-    return f"<table class='meta'>{rows}</table>"
+    notes = "".join(f"<p>Note: {html.escape(n)}.</p>" for n in progress_notes(an))
+    return f"<table class='meta'>{rows}</table>{notes}"
 
 
 def _combos_text(an: Analysis) -> str:
@@ -139,6 +141,8 @@ def _fits_section(an: Analysis) -> str:
                        ("joint", fits.overall_joint)):
         if fit is not None:
             parts.append(f"<h3>Overall {title} fit</h3>" + _fit_table(fit))
+        elif title in fits.skipped:
+            parts.append(f"<h3>Overall {title} fit</h3><p>{html.escape(fits.skipped[title])}.</p>")
     fractions = size_fraction_table(an)
     if fractions:
         parts.append("<h3>Fraction of full-data accuracy by size</h3>"
