@@ -208,3 +208,24 @@ def test_every_trained_plan_carries_the_prediction_its_round_made_before_trainin
         assert abs(m.mean(p) - m.predicted_objective(p)) < 4 * SPREAD
     assert answer.fresh[answer.recommended].predicted is not None
     assert answer.models == ["separable curves"]
+
+
+def test_the_grid_trainer_leaves_out_plans_smaller_than_one_batch(tmp_path) -> None:
+    from labelsim.analysis.budget.loop import grid_trainer
+    from labelsim.config import RunConfig
+
+    p = problem()
+    config = RunConfig()
+    calls = []
+
+    def run_grid(config, out, *, resume, replicas, progress):
+        calls.append(replicas)
+        raise SystemExit  # the specs are all this test needs
+
+    train = grid_trainer(p, config, tmp_path, run_grid, progress=False)
+    tiny = np.zeros((4, 2), dtype=np.int64)
+    tiny[:, 0] = (config.recipe.batch_size - 1) // 4  # fewer labels than one batch in all
+    big = np.full((4, 2), config.recipe.batch_size, dtype=np.int64)
+    with pytest.raises(SystemExit):
+        train([("tiny", tiny), ("big", big)], 2, 0, "round_1")
+    assert {spec.label for spec in calls[0]} == {"big"}

@@ -312,10 +312,16 @@ def grid_trainer(problem: BudgetProblem, config: RunConfig, base: Path, run_grid
                  progress: bool = True) -> Trainer:
     """A Trainer that trains each call's plans as one simulated run ``base/NAME`` with
     ``run_grid`` (``labelsim.sim.runner.run_grid``; passed in, so this module needs no jax) and
-    reads their per-class accuracies; a run folder that exists is resumed."""
+    reads their per-class accuracies; a run folder that exists is resumed. A plan with fewer
+    labels than one training batch (a dear tier at a small budget) is not trained, so it has
+    no measurement."""
 
     def train(candidates: Sequence[Candidate], repeats: int, first: int, name: str) -> dict[str, np.ndarray]:
-        points = [(label, counts.sum(axis=1), _effective_noise(problem, counts)) for label, counts in candidates]
+        points = [
+            (label, counts.sum(axis=1), _effective_noise(problem, counts))
+            for label, counts in candidates
+            if counts.sum() >= config.recipe.batch_size  # fewer labels than one batch: not trainable
+        ]
         out = Path(base) / name
         specs = custom_specs(points, config.model.name, repeats, first_repeat=first)
         run_grid(config, out, resume=(out / "run.json").exists(), replicas=specs, progress=progress)
