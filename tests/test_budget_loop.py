@@ -229,3 +229,20 @@ def test_the_grid_trainer_leaves_out_plans_smaller_than_one_batch(tmp_path) -> N
     with pytest.raises(SystemExit):
         train([("tiny", tiny), ("big", big)], 2, 0, "round_1")
     assert {spec.label for spec in calls[0]} == {"big"}
+
+
+def test_a_proposal_that_buys_what_a_simple_strategy_buys_is_that_simple_strategy() -> None:
+    p = problem()
+    result = plan_budget(p, points=2)
+    simple = [s for s in result.strategies if s.strategy != "optimized"]
+    copy = simple[0]
+
+    def propose_a_copy(q: BudgetProblem, measured: list[Measured], round_: int) -> Proposal:
+        return Proposal([("optimized (knapsack)", copy.counts.copy())], curve_predictor(q))
+
+    sim = Simulator(p, world(False))
+    answer = closed_loop(p, simple, propose_a_copy, sim, rounds=1, repeats=3)
+    same = [m for m in answer.measured if np.array_equal(m.counts, copy.counts)]
+    assert len(same) == 1 and same[0].simple and same[0].label == copy.strategy
+    assert all(m.simple for m in answer.measured)  # nothing but simple strategies was trained
+    assert answer.recommended == answer.best_simple.label

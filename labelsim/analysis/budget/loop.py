@@ -172,17 +172,18 @@ def closed_loop(
         raise BudgetError("no simple strategy can be trained at this budget; raise --budget")
     for round_ in range(1, rounds + 1):
         proposal = propose(problem, list(measured.values()), round_)
-        fresh_candidates = _new_candidates(proposal.candidates + (simple_plans if round_ == 1 else []), measured)
+        # simple strategies first: a proposal that buys what one of them buys is that strategy
+        fresh_candidates = _new_candidates((simple_plans if round_ == 1 else []) + proposal.candidates, measured)
         if not fresh_candidates:
             break
         models.append(proposal.model)
         results = train(fresh_candidates, repeats, 0, f"round_{round_}")
-        simple_labels = {label for label, _ in simple_plans}
+        simple_keys = {np.asarray(counts, dtype=np.int64).tobytes() for _, counts in simple_plans}
         for label, counts in fresh_candidates:
             if label in results:
                 predicted = _predict(problem, proposal.predict, counts)
                 measured[counts.tobytes()] = Measured(
-                    label, counts, results[label], label in simple_labels, round_, predicted
+                    label, counts, results[label], counts.tobytes() in simple_keys, round_, predicted
                 )
     found = list(measured.values())
     simples = [m for m in found if m.simple]
