@@ -1,11 +1,24 @@
 """``python -m labelsim``: train a grid into a run directory, then analyze, report, check and
-budget the finished run."""
+budget the finished run.
+
+A failure ends a command with one line on stderr that says what to do next, and an exit status:
+2 bad input (flags or stored files), 1 an OS error (disk full, permission denied) or a fault in
+labelsim, 130 Ctrl-C, 143 SIGTERM (which stops a command as Ctrl-C does, keeping what it
+finished). ``--debug`` shows the traceback instead."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from labelsim.config import ConfigError
 
 # Subcommand name -> (module under labelsim.commands, one-line help).
 COMMANDS = {
@@ -16,10 +29,51 @@ COMMANDS = {
     "budget": ("budget", "plan a labeling budget on a run's fitted per-class curves"),
 }
 
+EXIT_OS_ERROR = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # as a shell reports a process the signal ended
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+_REMEDIES = {
+    errno.ENOSPC: "free some disk space",
+    errno.EDQUOT: "free some space within your disk quota",
+    errno.EACCES: "give yourself access to it or choose another place",
+    errno.EPERM: "give yourself access to it or choose another place",
+    errno.EROFS: "the disk is read-only: choose another place",
+}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a command stops as on Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises Terminated (in the main thread; elsewhere no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """The --debug flag, shared by ``python -m labelsim`` and run_grid.py."""
+    parser.add_argument("--debug", action="store_true", help="on a failure, show the traceback instead of one line")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per command."""
     parser = argparse.ArgumentParser(prog="python -m labelsim", description=__doc__)
+    add_debug_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"labelsim.commands.{module_name}")
@@ -29,10 +83,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_guarded(parse: Callable[[], argparse.Namespace]) -> int:
+    """Parse a command line and run its command (``args._module``) with SIGTERM raised as
+    Terminated; returns the exit status. A failure becomes one line on stderr (``failure``),
+    or, with --debug, is raised. A command module may define ``next_step(args, err)``: what
+    to do after an interrupt or an OS error, given what it has written."""
+    args = None
+    with sigterm_as_interrupt():
+        try:
+            args = parse()
+            return int(args._module.run(args) or 0)
+        except (Exception, KeyboardInterrupt) as err:
+            if args is not None and args.debug:
+                raise
+            message, status = failure(err, args)
+            print(message, file=sys.stderr)
+            return status
+
+
+def failure(err: BaseException, args: argparse.Namespace | None) -> tuple[str, int]:
+    """The one-line message and the exit status of a command that raised ``err``."""
+    if isinstance(err, ConfigError):  # bad flags or stored files: the message says what to change
+        return f"error: {err}", EXIT_BAD_INPUT
+    module = getattr(args, "_module", None)  # None when the command line was not parsed yet
+    next_step = getattr(module, "next_step", None)
+    then = (next_step(args, err) if next_step else None) or "run the same command again"
+    if isinstance(err, Terminated):
+        return f"stopped by SIGTERM; {then}", EXIT_TERMINATED
+    if isinstance(err, KeyboardInterrupt):
+        return f"interrupted; {then}", EXIT_INTERRUPTED
+    if isinstance(err, OSError):
+        where = f" ({err.filename})" if err.filename else ""
+        remedy = _REMEDIES.get(err.errno, "fix it")
+        return f"error: {err.strerror or err}{where}; {remedy}, then {then}", EXIT_OS_ERROR
+    first_line = next(iter(str(err).strip().splitlines()), "")
+    return (
+        f"error: unexpected {type(err).__name__}: {first_line}; {then}, and if it fails again, rerun with "
+        "--debug and report the traceback",
+        EXIT_OS_ERROR,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one subcommand; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    return int(args._module.run(args) or 0)
+    return run_guarded(lambda: build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -68,6 +68,8 @@ def test_both_entry_points_run_the_same_grid_and_exit_alike(
     assert capsys.readouterr().out.startswith(f"done: {out}/run.json")
 
     def interrupted(*_: object, **__: object) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").write_text("{}")  # the run had started: its folder can be resumed
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "run_grid", interrupted)

@@ -17,8 +17,13 @@ limits are described in ``labelsim.analysis.budget``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
+import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -58,12 +63,16 @@ from labelsim.analysis.budget.loop import (
     searched_proposer,
 )
 from labelsim.analysis.budget.plans import OPTIMIZED
+from labelsim.analysis.budget.problem import check_budget_size
 from labelsim.analysis.budget.simulation import simulation_verdict
 from labelsim.analysis.saved_budget import SAVED_NAME
 from labelsim.config import ConfigError, RunConfig
 from labelsim.present.budget_chart import budget_chart, save_chart
 from labelsim.present.budget_text import format_loop, format_result, format_simulation
 from labelsim.rundir import RunDirError, load_run
+
+# Budgets on each cost curve: every point solves the problem once per strategy.
+MIN_POINTS, MAX_POINTS = 2, 1000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,12 +136,32 @@ def _ratio_arg(text: str) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Answer the budget question; 2 with a one-line message on bad input."""
+    """Answer the budget question; 2 with a one-line message on bad input (raised instead
+    under ``python -m labelsim --debug``)."""
     try:
         return _run(args)
     except (ConfigError, RunDirError) as exc:
+        if getattr(args, "debug", False):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def next_step(args: argparse.Namespace, err: BaseException) -> str | None:
+    """What to do after an interrupt or an OS error: continue what was being trained (the
+    simulated run needs --resume; the rounds and the design continue by themselves); None
+    when nothing was trained."""
+    sim_out = args.simulate_out or args.run_dir / SIMULATION_DIR
+    if args.simulate and args.rounds is None and os.path.isfile(sim_out / "run.json"):
+        again = "run the same command again" if args.resume else "run the same command again with --resume"
+        return f"{again} to continue the simulated run in {sim_out}"
+    loop_dir = args.simulate_out or args.run_dir / LOOP_DIR
+    if args.rounds is not None and os.path.isdir(loop_dir):
+        return f"run the same command again to continue the rounds in {loop_dir} (finished rounds are kept)"
+    design_dir = args.design_out or args.run_dir / DESIGN_DIR
+    if args.design is not None and os.path.isfile(design_dir / "run.json"):
+        return f"run the same command again to continue the design run in {design_dir}"
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -140,6 +169,9 @@ def _run(args: argparse.Namespace) -> int:
     _check_numbers(args)
     context = load_context(args.run_dir)
     problem = build_problem(args, context, tiers)
+    check_budget_size(problem, args.budget, "--budget")
+    if args.max_budget is not None:
+        check_budget_size(problem, args.max_budget, "--max-budget")
     if args.design is not None:
         print(train_design(problem, context, args), file=sys.stderr if args.json else sys.stdout)
     result = plan_budget(problem, target=args.target, points=args.points, top=args.max_budget)
@@ -169,10 +201,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
+    if not (math.isfinite(args.budget) and args.budget > 0):
+        raise BudgetError(f"--budget {args.budget:g}: give a positive amount of money to spend, e.g. --budget 2000")
+    top = args.max_budget
+    if top is not None and not (math.isfinite(top) and top > args.budget):
+        raise BudgetError(
+            f"--max-budget {top:g} is the right end of the cost curves: give an amount above --budget "
+            f"{args.budget:g}, or leave it out for the default"
+        )
     if args.target is not None and not (0.0 < args.target < 1.0):
         raise BudgetError(f"--target {args.target} must be an accuracy between 0 and 1, e.g. 0.87")
-    if args.points < 2:
-        raise BudgetError("--points must be at least 2")
+    if not MIN_POINTS <= args.points <= MAX_POINTS:
+        raise BudgetError(
+            f"--points {args.points}: give {MIN_POINTS} to {MAX_POINTS} budgets per cost curve (default 25)"
+        )
     if args.repeats is not None and args.repeats < 1:
         raise BudgetError("--repeats must be at least 1")
     if args.design is not None:
@@ -212,7 +254,8 @@ def simulate(result: BudgetResult, context: RunContext, args: argparse.Namespace
     from labelsim.sim.runner import run_grid  # training needs jax: imported for --simulate only
 
     sim = prepare_simulation(result, context, out=args.simulate_out, repeats=args.repeats, resume=args.resume)
-    run_grid(sim.config, sim.out, resume=args.resume, replicas=sim.specs, progress=not args.json)
+    with _folder_flag("--simulate-out"):
+        run_grid(sim.config, sim.out, resume=args.resume, replicas=sim.specs, progress=not args.json)
     return compare_simulation(sim.out, sim.plans, context.classes)
 
 
@@ -224,9 +267,9 @@ def train_design(problem: BudgetProblem, context: RunContext, args: argparse.Nam
     if design.needs_training:
         from labelsim.sim.runner import run_grid  # training needs jax: imported to train only
 
-        run_grid(design.config, design.out, resume=design.resume, replicas=design.specs, progress=not args.json)
+        with _folder_flag("--design-out"):
+            run_grid(design.config, design.out, resume=design.resume, replicas=design.specs, progress=not args.json)
     return design_note(design)
-
 
 
 def close_loop(result: BudgetResult, context: RunContext, args: argparse.Namespace) -> LoopAnswer:
@@ -240,4 +283,15 @@ def close_loop(result: BudgetResult, context: RunContext, args: argparse.Namespa
     prior = design_observations(args.design_out or args.run_dir / DESIGN_DIR)
     confusion = baseline_confusion(load_run(args.run_dir))
     propose = searched_proposer(result.plan.counts, [p.counts for p in simple], confusion, prior)
-    return closed_loop(result.problem, simple, propose, train, rounds=args.rounds, repeats=args.repeats or 3)
+    with _folder_flag("--simulate-out"):
+        return closed_loop(result.problem, simple, propose, train, rounds=args.rounds, repeats=args.repeats or 3)
+
+
+@contextlib.contextmanager
+def _folder_flag(flag: str) -> Iterator[None]:
+    """Training's messages about its folder name the train command's --out; here that folder
+    comes from ``flag``, so they name ``flag`` instead."""
+    try:
+        yield
+    except RunDirError as err:
+        raise BudgetError(re.sub(r"--out\b", flag, str(err))) from err

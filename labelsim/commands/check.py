@@ -4,12 +4,11 @@ file is missing or unreadable."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from labelsim.rundir import Replica, RunDirError, RunStore
+from labelsim.rundir import Replica, RunStore
 
 ACCURACY_TOLERANCE = 1e-6  # replicas.csv keeps six decimals
 NOISE_TOLERANCE = 1e-6
@@ -24,6 +23,8 @@ def find_faults(store: RunStore) -> list[str]:
     """Every inconsistency between run.json, replicas.csv and confusion.npz."""
     meta, counts = store.meta, store.counts
     classes = meta.get("classes", [])
+    if not isinstance(classes, list):
+        return [f"run.json's classes is {classes!r}, not a list of class names"]
     if counts.shape[1:] != (len(classes), len(classes)):
         return [f"confusion counts are {counts.shape[1:]} per replica but run.json names {len(classes)} classes"]
     faults: list[str] = []
@@ -31,7 +32,11 @@ def find_faults(store: RunStore) -> list[str]:
         faults.append(f"run.json says {meta.get('replicas')} replicas, replicas.csv has {len(store.rows)}")
     if (counts < 0).any() or (store.transitions < 0).any():
         faults.append("confusion.npz holds negative counts")
-    expected_rows = np.asarray(meta.get("test_class_counts", []), np.int64)
+    try:
+        expected_rows = np.asarray(meta.get("test_class_counts", []), np.int64)
+    except (TypeError, ValueError):
+        faults.append(f"run.json's test_class_counts is {meta['test_class_counts']!r}, not a list of whole numbers")
+        expected_rows = np.zeros(0, np.int64)
     for row in store.rows:
         faults += _row_faults(row, counts[row.replica], store.transitions[row.replica], expected_rows)
     if meta.get("status") == "finished" and store.pending():
@@ -80,12 +85,9 @@ def find_notes(store: RunStore) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the verdict; 0 when the directory is sound, 1 on faults, 2 when unreadable."""
-    try:
-        store = RunStore.open(args.run_dir)
-    except RunDirError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """Print the verdict; 0 when the directory is sound, 1 on faults. An unreadable directory
+    raises RunDirError, which ``python -m labelsim`` reports in one line with exit status 2."""
+    store = RunStore.open(args.run_dir)
     faults = find_faults(store)
     for note in find_notes(store):
         print(f"note: {note}")

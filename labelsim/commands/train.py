@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import sys
+import os
 import types
 import typing
 from collections.abc import Callable
@@ -218,28 +218,27 @@ def stored_config(out: Path) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train the grid and print where the results are; 2 on a bad config or file, 130 on Ctrl-C."""
+    """Train the grid and print where the results are. A bad config or run directory raises
+    ConfigError, Ctrl-C KeyboardInterrupt: ``python -m labelsim`` turns them into one line
+    (with ``next_step``) and an exit status."""
     # jax is imported here, not at the top: every labelsim command builds its parser from this
     # module, and only training needs jax.
     from labelsim.sim.distributed import initialize_from_env
 
     initialize_from_env()  # several hosts: LABELSIM_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID
-    try:
-        config = resolve_config(args)
-        from labelsim.sim.runner import run_grid
+    config = resolve_config(args)
+    from labelsim.sim.runner import run_grid
 
-        out = run_grid(config, args.out, resume=args.resume, progress=not args.no_progress)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        where = f" ({err.filename})" if err.filename else ""
-        then = f"continue with: --out {args.out} --resume" if (args.out / "run.json").exists() else "run again"
-        print(f"error: {err.strerror or err}{where}; fix it, then {then}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; finished replicas are saved. Continue with: --out {args.out} --resume", file=sys.stderr)
-        return 130
+    out = run_grid(config, args.out, resume=args.resume, progress=not args.no_progress)
     print(f"done: {out}/run.json, replicas.csv, confusion.npz")
     print(f"next: python -m labelsim analyze {out}   |   python -m labelsim report {out}")
     return 0
+
+
+def next_step(args: argparse.Namespace, err: BaseException) -> str | None:
+    """What to do after an interrupt or an OS error: resume the run once it has a run.json
+    (finished replicas are written as they finish); None (start again) before."""
+    if not os.path.isfile(args.out / "run.json"):
+        return None
+    saved = "finished replicas are saved. Continue" if isinstance(err, KeyboardInterrupt) else "continue"
+    return f"{saved} with: --out {args.out} --resume"

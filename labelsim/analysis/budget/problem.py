@@ -12,11 +12,14 @@ import numpy as np
 
 from labelsim.analysis.budget.curves import ClassCurve
 from labelsim.analysis.budget.errors import BudgetError
-from labelsim.analysis.budget.tiers import Tier, check_tiers
+from labelsim.analysis.budget.tiers import MAX_PRICE, MIN_PRICE, Tier, check_tiers
 
 OBJECTIVES = ("mean", "worst")
 DEFAULT_LEVELS = 40  # label-count grid points per class when the step is automatic
 DEFAULT_MAX_CELLS = 20000  # cost cells of the dynamic programme
+# Most labels a budget the user gives may buy at the cheapest price: far beyond any run, and it
+# keeps the solver's cost cells (budget / a price's divisor) well within integers.
+MAX_LABELS = 1e9
 
 # The budget command's --max-ratio default. The curves come from class-balanced grids, and an
 # uncapped plan may starve a class; measured on the demo run (CPU, 2026-11-27; python -m
@@ -126,17 +129,18 @@ def check_problem(problem: BudgetProblem) -> None:
         raise BudgetError(f"budget {problem.budget!r} must be a positive amount; give --budget")
     if problem.objective not in OBJECTIVES:
         raise BudgetError(f"objective {problem.objective!r}: choose one of {', '.join(OBJECTIVES)}")
-    _check_per_class(problem.price_multipliers, k, "price multiplier", positive=True)
-    _check_per_class(problem.weights, k, "weight", positive=False)
+    _check_per_class(problem.price_multipliers, k, "--class-price", positive=True)
+    _check_prices(problem)
+    _check_per_class(problem.weights, k, "--weights", positive=False)
     if problem.weights is not None and not any(w > 0 for w in problem.weights):
-        raise BudgetError("every class weight is zero; give at least one positive weight")
-    _check_per_class(problem.available, k, "available count", positive=False)
+        raise BudgetError("every class weight is zero; give at least one class a positive --weights value")
+    _check_per_class(problem.available, k, "--available", positive=False)
     if problem.step < 0:
         raise BudgetError(f"label step {problem.step} must be >= 0 (0 = automatic); fix --step")
     if problem.levels < 1 or problem.max_cells < 10:
         raise BudgetError("levels must be >= 1 and max_cells >= 10")
     if not (math.isfinite(problem.extrapolate) and problem.extrapolate >= 1.0):
-        raise BudgetError(f"extrapolate {problem.extrapolate!r} must be >= 1 (1 = no extrapolation)")
+        raise BudgetError(f"--extrapolate {problem.extrapolate!r}: give a multiple of 1 or more (1 = no extrapolation)")
     ratio = problem.max_ratio
     if ratio is not None and not (math.isfinite(ratio) and ratio >= 1.0):
         raise BudgetError(
@@ -147,16 +151,39 @@ def check_problem(problem: BudgetProblem) -> None:
     _check_room(problem)
 
 
-def _check_per_class(values: Sequence[float] | None, k: int, what: str, *, positive: bool) -> None:
+def _check_per_class(values: Sequence[float] | None, k: int, flag: str, *, positive: bool) -> None:
     if values is None:
         return
     if len(values) != k:
-        raise BudgetError(f"{len(values)} {what}s given for {k} classes; give one per class")
+        raise BudgetError(f"{len(values)} {flag} values given for {k} classes; give one per class")
     for v in values:
         bad = not math.isfinite(v) or v < 0 or (positive and v == 0)
         if bad:
-            bound = "positive" if positive else "zero or more"
-            raise BudgetError(f"{what} {v!r} is not allowed; each must be {bound}")
+            bound = "a positive value" if positive else "a value of zero or more"
+            raise BudgetError(f"{flag} value {v!r} is not allowed; give each class {bound}")
+
+
+def _check_prices(problem: BudgetProblem) -> None:
+    """Every class's price per label from every tier within [MIN_PRICE, MAX_PRICE]."""
+    prices = problem.prices()
+    outside = np.argwhere((prices < MIN_PRICE) | (prices > MAX_PRICE))
+    if len(outside):
+        k, t = outside[0]
+        raise BudgetError(
+            f"--class-price makes a label of class {problem.classes[k]} from tier {problem.tiers[t].name} "
+            f"cost {prices[k, t]:g}, outside [{MIN_PRICE:g}, {MAX_PRICE:g}]; give multipliers nearer 1"
+        )
+
+
+def check_budget_size(problem: BudgetProblem, budget: float, flag: str = "--budget") -> None:
+    """Raise BudgetError, naming ``flag``, when ``budget`` buys more than MAX_LABELS labels at
+    the problem's cheapest price per label."""
+    cheapest = float(problem.prices().min())
+    if budget / cheapest > MAX_LABELS:
+        raise BudgetError(
+            f"{flag} {budget:g} would buy over {MAX_LABELS:.0e} labels at the cheapest price ({cheapest:g} per "
+            f"label), beyond what this planner handles; give {flag} {MAX_LABELS * cheapest:g} or less"
+        )
 
 
 def _check_room(problem: BudgetProblem) -> None:
@@ -168,6 +195,11 @@ def _check_room(problem: BudgetProblem) -> None:
                 f"smallest count the run measured ({lo}); the fits cannot predict it: raise "
                 "--available or measure smaller sizes"
             )
+    if problem.step > ceilings.max():
+        raise BudgetError(
+            f"--step {problem.step} is more labels than any class can get (at most {ceilings.max()}); "
+            f"give --step {ceilings.max()} or less, or 0 for automatic"
+        )
     least = problem.least_labels()
     if problem.max_ratio is not None and np.any(least > ceilings):
         k = int(np.argmax(least - ceilings))

@@ -13,6 +13,12 @@ from typing import Sequence
 
 from labelsim.analysis.budget.errors import BudgetError
 
+# Prices per label the planner takes: it counts costs in 64-bit integer cells as fine as 1e-9
+# of a currency unit, in which a far smaller price rounds to nothing and a far larger one (times
+# a label step) overflows. Other prices fit once every amount is written in another unit.
+MIN_PRICE = 1e-6
+MAX_PRICE = 1e9
+
 
 @dataclass(frozen=True)
 class Tier:
@@ -27,12 +33,18 @@ class Tier:
 
 
 def check_tier(tier: Tier) -> None:
-    """Raise BudgetError unless the tier has a name, a positive price and a noise in [0, 1)."""
+    """Raise BudgetError unless the tier has a name, a positive price (within [MIN_PRICE,
+    MAX_PRICE]) and a noise in [0, 1)."""
     if not tier.name:
         raise BudgetError("a tier needs a name; write NAME:PRICE:NOISE, e.g. crowd:0.04:0.20")
     if not (math.isfinite(tier.price) and tier.price > 0):
         raise BudgetError(
             f"tier {tier.name!r} has price {tier.price!r}; give a positive price per label"
+        )
+    if not MIN_PRICE <= tier.price <= MAX_PRICE:
+        raise BudgetError(
+            f"tier {tier.name!r} has price {tier.price:g} per label, outside [{MIN_PRICE:g}, {MAX_PRICE:g}]; "
+            "fix its --tier, writing every price and --budget in another currency unit if need be"
         )
     if not (math.isfinite(tier.noise) and 0.0 <= tier.noise < 1.0):
         raise BudgetError(
