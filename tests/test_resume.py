@@ -419,3 +419,25 @@ def test_resume_refuses_a_noise_matrix_whose_content_changed(
     matrix.write_text(json.dumps(shifted.tolist()))  # same path, other content
     with pytest.raises(RunDirError, match="the --noise-matrix file changed"):
         open_store(config, out, True, specs, dataset, noise_kwargs(config))
+
+
+def test_check_finds_a_hand_edited_config_and_steps_that_do_not_follow_from_it(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    edited = damaged_copy(reference, tmp_path, lambda d: None)
+    meta = json.loads((edited / "run.json").read_text())
+    meta["config"]["recipe"]["epochs"] += 1
+    (edited / "run.json").write_text(json.dumps(meta))
+    assert labelsim_main(["check", str(edited)]) == 1
+    out = capsys.readouterr().out
+    assert "was changed after the run started" in out
+    steps = tmp_path / "steps"
+    shutil.copytree(reference, steps)
+    rows = read_rows(steps)
+    rows[0]["total_steps"] = str(int(rows[0]["total_steps"]) + 5)
+    with (steps / "replicas.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert labelsim_main(["check", str(steps)]) == 1
+    assert f"replica {rows[0]['replica']}: {rows[0]['total_steps']} total steps recorded" in capsys.readouterr().out

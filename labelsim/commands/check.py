@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from labelsim.rundir import Replica, RunStore
+from labelsim.config import ConfigError, RunConfig, total_steps
+from labelsim.rundir import Replica, RunDirError, RunStore
+from labelsim.sim.fingerprint import check_stored_config
 
 ACCURACY_TOLERANCE = 1e-6  # replicas.csv keeps six decimals
 NOISE_TOLERANCE = 1e-6
@@ -39,9 +41,25 @@ def find_faults(store: RunStore) -> list[str]:
         expected_rows = np.zeros(0, np.int64)
     for row in store.rows:
         faults += _row_faults(row, counts[row.replica], store.transitions[row.replica], expected_rows)
+    faults += _config_faults(store)
     if meta.get("status") == "finished" and store.pending():
         faults.append(f"run.json says finished but {len(store.pending())} replica(s) are not")
     return faults
+
+
+def _config_faults(store: RunStore) -> list[str]:
+    """The stored config against its fingerprint, and each replica's step count against it."""
+    try:
+        check_stored_config(store.path, store.meta)
+        recipe = RunConfig.from_dict(store.meta.get("config") or {}).recipe
+    except (RunDirError, ConfigError, TypeError, ValueError, AttributeError) as err:
+        return [f"run.json's config: {err}"]
+    return [
+        f"replica {row.replica}: {row.total_steps} total steps recorded, but {recipe.epochs} epochs of "
+        f"{row.size} images in batches of {recipe.batch_size} make {total_steps(row.size, recipe)}"
+        for row in store.rows
+        if row.total_steps != total_steps(row.size, recipe)
+    ]
 
 
 def _row_faults(row: Replica, matrix: np.ndarray, transitions: np.ndarray, expected_rows: np.ndarray) -> list[str]:

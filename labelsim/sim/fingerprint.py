@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from labelsim.rundir import RUN_FILE, RunDirError
-from labelsim.sim.data import Dataset
+
+if TYPE_CHECKING:  # the data package imports jax; check and the reader must not
+    from labelsim.sim.data import Dataset
 
 INPUTS_KEY = "inputs"
 
@@ -38,7 +40,7 @@ def array_digest(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def input_fingerprints(config: Mapping[str, Any], dataset: Dataset, extra: Mapping[str, Any]) -> dict[str, str]:
+def input_fingerprints(config: Mapping[str, Any], dataset: "Dataset", extra: Mapping[str, Any]) -> dict[str, str]:
     """The fingerprints of a run about to train: config, dataset, and each extra noise input."""
     prints = {
         "config": config_digest(config),
