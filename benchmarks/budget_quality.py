@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     context = load_context(args.run)
     prior = train_design(args, context, run_grid)
     confusion = baseline_confusion(load_run(args.run))
-    recipe = {"run": str(args.run), "repeats": args.repeats, "rounds": args.rounds, "design": args.design,
+    recipe = {"repeats": args.repeats, "rounds": args.rounds, "design": args.design,
               "seed": args.seed, "margin_se": MARGIN_SE, "noise_range": NOISE_RANGE,
               "labels_per_class": LABELS_PER_CLASS}  # fmt: skip
     saved = RESULTS_DIR / f"{NAME}.json"
