@@ -58,7 +58,7 @@ def _config_faults(store: RunStore) -> list[str]:
         f"replica {row.replica}: {row.total_steps} total steps recorded, but {recipe.epochs} epochs of "
         f"{row.size} images in batches of {recipe.batch_size} make {total_steps(row.size, recipe)}"
         for row in store.rows
-        if row.total_steps != total_steps(row.size, recipe)
+        if row.total_steps and row.total_steps != total_steps(row.size, recipe)  # 0: not started yet
     ]
 
 
