@@ -65,10 +65,11 @@ from labelsim.analysis.budget.loop import (
 from labelsim.analysis.budget.plans import OPTIMIZED
 from labelsim.analysis.budget.problem import check_budget_size
 from labelsim.analysis.budget.simulation import simulation_verdict
+from labelsim.analysis.budget.target import TARGET_DIR, TargetAnswer, measure_target, target_to_dict
 from labelsim.analysis.saved_budget import SAVED_NAME
 from labelsim.config import ConfigError, RunConfig
 from labelsim.present.budget_chart import budget_chart, save_chart
-from labelsim.present.budget_text import format_loop, format_result, format_simulation
+from labelsim.present.budget_text import format_loop, format_result, format_simulation, format_target
 from labelsim.rundir import RunDirError, load_run
 
 # Budgets on each cost curve: every point solves the problem once per strategy.
@@ -89,7 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--weights", metavar="CLASS=W[,..]|FILE", help="per-class weights of the mean objective")
     add("--objective", choices=("mean", "worst"), default="mean",
         help="maximise the (weighted) mean per-class accuracy, or the worst class's")
-    add("--target", type=float, help="report the cost to reach this accuracy (0-1)")
+    add("--target", type=float,
+        help="report the cost to reach this accuracy (0-1); with --simulate, also measured: each strategy "
+             f"trained at a ladder of budgets around its predicted cost (in RUN_DIR/{TARGET_DIR})")
     add("--step", type=int, default=0,
         help="labels per purchase step (default: automatic, about 1/40 of a class)")
     add("--extrapolate", type=float, default=1.0,
@@ -158,6 +161,8 @@ def next_step(args: argparse.Namespace, err: BaseException) -> str | None:
     loop_dir = args.simulate_out or args.run_dir / LOOP_DIR
     if args.rounds is not None and os.path.isdir(loop_dir):
         return f"run the same command again to continue the rounds in {loop_dir} (finished rounds are kept)"
+    if args.simulate and args.target is not None and os.path.isdir(args.run_dir / TARGET_DIR):
+        return f"run the same command again to continue the target's runs in {args.run_dir / TARGET_DIR}"
     design_dir = args.design_out or args.run_dir / DESIGN_DIR
     if args.design is not None and os.path.isfile(design_dir / "run.json"):
         return f"run the same command again to continue the design run in {design_dir}"
@@ -177,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
     result = plan_budget(problem, target=args.target, points=args.points, top=args.max_budget)
     loop = close_loop(result, context, args) if args.rounds is not None else None
     simulation = simulate(result, context, args) if args.simulate and loop is None else None
+    reach = measure_cost_to_target(result, context, args) if args.simulate and args.target is not None else None
     if args.chart is not None:
         save_chart(budget_chart(result.curves, problem.budget, measure_title(problem)), args.chart)
     payload = answer_payload(result, simulation)
@@ -184,6 +190,8 @@ def _run(args: argparse.Namespace) -> int:
         payload["simulation_verdict"] = simulation_verdict(simulation)
     if loop is not None:
         payload["loop"] = loop_to_dict(loop, problem, context.classes)
+    if reach is not None:
+        payload["target_simulation"] = target_to_dict(reach)
     if args.json:
         print(json.dumps(payload, indent=2, allow_nan=False))
     else:
@@ -194,6 +202,9 @@ def _run(args: argparse.Namespace) -> int:
         if loop is not None:
             print()
             print(format_loop(payload["loop"]))
+        if reach is not None:
+            print()
+            print(format_target(payload["target_simulation"]))
     if not args.no_save:
         note = save_result(payload, args.save or args.run_dir / SAVED_NAME)
         print(note, file=sys.stderr if args.json else sys.stdout)
@@ -217,6 +228,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         )
     if args.repeats is not None and args.repeats < 1:
         raise BudgetError("--repeats must be at least 1")
+    if args.simulate and args.target is not None and args.repeats is not None and args.repeats < 2:
+        raise BudgetError(f"--repeats {args.repeats}: a measured cost to --target needs a spread; give at least 2")
     if args.design is not None:
         check_design_args(args.design, args.design_repeats)
     if args.rounds is not None:
@@ -285,6 +298,16 @@ def close_loop(result: BudgetResult, context: RunContext, args: argparse.Namespa
     propose = searched_proposer(result.plan.counts, [p.counts for p in simple], confusion, prior)
     with _folder_flag("--simulate-out"):
         return closed_loop(result.problem, simple, propose, train, rounds=args.rounds, repeats=args.repeats or 3)
+
+
+def measure_cost_to_target(result: BudgetResult, context: RunContext, args: argparse.Namespace) -> TargetAnswer:
+    """--simulate --target T: train each strategy at a ladder of budgets around its predicted
+    cost to T (in RUN_DIR/budget_target), then the cheapest that reached T on fresh repeats."""
+    from labelsim.sim.runner import run_grid  # training needs jax: imported for --simulate only
+
+    config = RunConfig.from_dict(context.meta["config"])
+    train = grid_trainer(result.problem, config, args.run_dir / TARGET_DIR, run_grid, progress=not args.json)
+    return measure_target(result, train, repeats=args.repeats or 3)
 
 
 @contextlib.contextmanager

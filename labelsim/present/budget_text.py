@@ -179,3 +179,26 @@ def format_loop(loop: dict[str, Any]) -> str:
         )
     lines.append(f"Recommendation: {loop['recommended']} ({loop['verdict']})")
     return "\n".join(lines)
+
+
+def format_target(reach: dict[str, Any]) -> str:
+    """The measured cost to the target: every strategy's rungs (cost, predicted, measured),
+    the fresh repeats of the cheapest rungs that reached it, and the verdict."""
+    goal = pct(reach["target"])
+    factors = ", ".join(f"{f:g}" for f in reach["ladder"])
+    lines = [f"Measured cost to reach {goal}: each strategy trained at {factors} x its predicted cost"]
+    width = max((len(r["label"]) for r in reach["rungs"] + reach["fresh"]), default=8)
+    lines.append(f"  {'plan':<{width}} {'cost':>11} {'predicted':>9} {'measured':>15}  runs")
+    for row, stage in [(r, "") for r in reach["rungs"]] + [(r, " (fresh)") for r in reach["fresh"]]:
+        predicted = "-" if row["predicted"] is None else pct(row["predicted"])
+        if row["measured"] is None:
+            measured = "not trained"
+        else:
+            se = "" if row["measured_se"] is None else f" +- {100 * row['measured_se']:.1f}"
+            measured = f"{pct(row['measured'])}{se}"
+        mark = " *" if row["measured"] is not None and row["measured"] >= reach["target"] else ""
+        lines.append(f"  {row['label']:<{width}} {money(row['cost']):>11} {predicted:>9} {measured:>15}  "
+                     f"{row['replicas']}{stage}{mark}")
+    lines.append(f"  (* reached {goal})")
+    lines.append(f"Verdict: {reach['verdict']}")
+    return "\n".join(lines)
