@@ -34,10 +34,23 @@ class DataConfig:
     """Which dataset to load and from where."""
 
     name: str = option(
-        "synthetic", "--dataset", "'synthetic' (embedded), 'cifar10', or another TFDS image dataset name"
+        "synthetic",
+        "--dataset",
+        "'synthetic' (embedded), 'cifar10', folder:PATH (your images in class folders), npz:PATH (your arrays), "
+        "or another TFDS image dataset name",
     )
     data_dir: str | None = option(
         None, "--data-dir", "local CIFAR-10 copy (.npz folder, cifar-10-python.tar.gz or its folder) or a TFDS data_dir"
+    )
+    # folder:PATH datasets only:
+    image_size: int = option(
+        32, "--image-size", "folder: datasets: side in pixels every image is resized to (default 32; 0 keeps their own)"
+    )
+    test_fraction: float = option(
+        0.2, "--test-fraction", "folder: datasets without train/ and test/: share of each class held out (default 0.2)"
+    )
+    split_seed: int = option(
+        0, "--split-seed", "folder: datasets without train/ and test/: seed of the held-out draw (default 0)"
     )
     # Synthetic data only (ignored for real datasets):
     synthetic_train: int = option(2000, "--synthetic-train", "training images of the synthetic dataset")
@@ -45,6 +58,36 @@ class DataConfig:
     synthetic_size: int = option(16, "--synthetic-size", "image side of the synthetic dataset, pixels")
     synthetic_seed: int = 0
     human_labels: str | None = option(None, "--human-labels", "CIFAR-10N labels.npz, for the human-* noise models")
+
+
+OWN_DATA_KINDS = ("folder", "npz")  # --dataset KIND:PATH, a user's own data
+
+
+def own_data_source(name: str) -> tuple[str, str] | None:
+    """(kind, path) of a ``--dataset folder:PATH`` or ``npz:PATH``; None for other dataset names."""
+    kind, sep, path = name.partition(":")
+    if not sep or kind not in OWN_DATA_KINDS:
+        return None
+    if not path.strip():
+        raise ConfigError(f"--dataset {name!r} names no path; give --dataset {kind}:PATH")
+    return kind, path
+
+
+def check_data_config(data: DataConfig) -> None:
+    """Checks of the data options that need no files: the own-data path and the folder settings."""
+    if not data.name:
+        raise ConfigError("--dataset is empty; give synthetic, cifar10, folder:PATH, npz:PATH or a TFDS name")
+    source = own_data_source(data.name)
+    if source is None or source[0] != "folder":
+        return
+    if data.image_size != 0 and data.image_size < 4:
+        raise ConfigError(
+            f"--image-size {data.image_size} is too small; give 4 pixels or more (0 keeps the images' own size)"
+        )
+    if not 0.0 < data.test_fraction < 1.0:
+        raise ConfigError(f"--test-fraction {data.test_fraction} is outside (0, 1); give a fraction such as 0.2")
+    if data.split_seed < 0:
+        raise ConfigError(f"--split-seed {data.split_seed} is negative; give 0 or more")
 
 
 @dataclass(frozen=True)

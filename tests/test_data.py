@@ -1,9 +1,12 @@
-"""Datasets: the synthetic generator, local CIFAR-10 layouts, TFDS loading and its errors."""
+"""Datasets: the synthetic generator, local CIFAR-10 layouts, TFDS loading (Tensor and PNG images, prepared
+offline as array_record) and its errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -374,6 +377,120 @@ def test_tfds_prepared_array_record_loads(
     _check_tiny(load_tfds(tiny_tfds_name, str(tmp_path)), tiny_tfds_name)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     _check_tiny(load_dataset(DataConfig(name=tiny_tfds_name)), tiny_tfds_name)
+
+
+_PNG_NAMES = ("ant", "moth", "zebra")
+_PNG_COUNTS = {"train": 24, "test": 12}  # 8x8 RGB: the shapes of test_own_data's tiny runs
+
+
+@pytest.fixture(scope="module")
+def png_tfds(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A TFDS dataset of PNG files, prepared offline as array_record: (name, data_dir).
+
+    Image i of split s has the grey level 85 * label + 5 * (i // 3), so pixels name their label.
+    """
+    tfds = pytest.importorskip("tensorflow_datasets")
+    image_module = pytest.importorskip("PIL.Image")
+    pngs = tmp_path_factory.mktemp("pngs")
+    files: dict[str, list[tuple[Path, int]]] = {}
+    for split, n in _PNG_COUNTS.items():
+        files[split] = []
+        for i in range(n):
+            label = i % 3
+            file = pngs / f"{split}_{i:02d}.png"
+            image_module.fromarray(np.full((8, 8, 3), 85 * label + 5 * (i // 3), np.uint8)).save(file)
+            files[split].append((file, label))
+
+    builder_base: Any = tfds.core.GeneratorBasedBuilder
+
+    class LabelsimTinyPngs(builder_base):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self) -> Any:
+            features = tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(8, 8, 3), encoding_format="png"),
+                    "label": tfds.features.ClassLabel(names=list(_PNG_NAMES)),
+                }
+            )
+            return tfds.core.DatasetInfo(builder=self, features=features, supervised_keys=("image", "label"))
+
+        def _split_generators(self, dl_manager: Any) -> dict[str, Any]:
+            return {split: self._generate_examples(split) for split in _PNG_COUNTS}
+
+        def _generate_examples(self, split: str) -> Any:
+            for i, (file, label) in enumerate(files[split]):
+                yield i, {"image": str(file), "label": label}  # the PNG's bytes are stored as they are
+
+    name = "labelsim_tiny_pngs"
+    data_dir = tmp_path_factory.mktemp("tfds")
+    _prepare(name, data_dir)
+    return name, data_dir
+
+
+def _check_pngs(ds: Dataset, name: str) -> None:
+    assert ds.name == name and ds.class_names == _PNG_NAMES
+    assert ds.x_train.shape == (24, 8, 8, 3) and ds.x_test.shape == (12, 8, 8, 3)
+    assert ds.x_train.dtype == np.uint8 and ds.y_test.dtype == np.int32
+    assert np.bincount(ds.y_train).tolist() == [8, 8, 8] and np.bincount(ds.y_test).tolist() == [4, 4, 4]
+    for x, y, n in ((ds.x_train, ds.y_train, 24), (ds.x_test, ds.y_test, 12)):
+        assert np.all(x == x[:, :1, :1, :1])  # decoded, not raw bytes
+        assert np.all(x[:, 0, 0, 0] // 85 == y)  # pixels travel with their label
+        assert sorted(x[:, 0, 0, 0].tolist()) == sorted(85 * (i % 3) + 5 * (i // 3) for i in range(n))
+
+
+def test_tfds_png_images_are_decoded(png_tfds: tuple[str, Path]) -> None:
+    name, data_dir = png_tfds
+    _check_pngs(load_tfds(name, str(data_dir)), name)
+    _check_pngs(load_dataset(DataConfig(name=name, data_dir=str(data_dir))), name)
+
+
+def test_tfds_dataset_prepared_elsewhere_loads_without_its_builder(png_tfds: tuple[str, Path]) -> None:
+    """A process that never saw the builder's code reads the prepared files (a dataset prepared on
+    another machine), and never imports TensorFlow."""
+    name, data_dir = png_tfds
+    code = (
+        "import sys; from labelsim.sim.data import load_tfds; "
+        f"ds = load_tfds({name!r}, {str(data_dir)!r}); "
+        "print(ds.x_train.shape, ds.class_names, int((ds.x_train[:, 0, 0, 0] // 85 == ds.y_train).all()), "
+        "'tensorflow' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"(24, 8, 8, 3) {_PNG_NAMES} 1 False"
+
+
+def test_tfds_dataset_in_another_format_says_how_to_re_prepare(png_tfds: tuple[str, Path], tmp_path: Path) -> None:
+    name, data_dir = png_tfds
+    copy = tmp_path / "tfrecord"
+    shutil.copytree(data_dir, copy)
+    (info_file,) = copy.glob(f"{name}/1.0.0/dataset_info.json")
+    info = json.loads(info_file.read_text())
+    info["fileFormat"] = "tfrecord"  # as TFDS writes by default on a machine with TensorFlow
+    info_file.write_text(json.dumps(info))
+    with pytest.raises(DataError) as err:
+        load_tfds(name, str(copy))
+    message = str(err.value)
+    assert "\n" not in message and "prepared as tfrecord" in message
+    assert f"tfds build {name} --file_format=array_record" in message
+
+
+def test_tfds_png_dataset_trains_a_tiny_grid(png_tfds: tuple[str, Path], tmp_path: Path) -> None:
+    import run_grid
+
+    name, data_dir = png_tfds
+    out = tmp_path / "run"
+    flags = [
+        "--dataset", name, "--data-dir", str(data_dir), "--width", "4", "--epochs", "1", "--batch-size", "8",
+        "--noise", "0,0.5", "--sizes", "12", "--repeats", "1", "--no-augment", "--no-progress", "--out", str(out),
+    ]  # fmt: skip
+    assert run_grid.main(flags) == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "finished" and meta["dataset"] == {"name": name, "train_size": 24, "test_size": 12}
+    assert meta["classes"] == list(_PNG_NAMES) and meta["test_class_counts"] == [4, 4, 4]
+    with np.load(out / "confusion.npz") as data:
+        np.testing.assert_array_equal(data["counts"].sum(axis=2), [[4, 4, 4]] * 3)
 
 
 def test_importing_data_does_not_import_tfds() -> None:

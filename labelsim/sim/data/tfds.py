@@ -49,7 +49,8 @@ def _import_tfds(name: str) -> Any:
 _OTHER_SOURCES = (
     "Other options: --dataset cifar10 --data-dir PATH to a local CIFAR-10 copy (a folder of "
     f"train_0..4.npz + test.npz, the {ARCHIVE} archive, or its extracted {BATCH_DIR}/ folder), "
-    "or --dataset synthetic for the embedded synthetic data."
+    "--dataset folder:PATH or npz:PATH for your own images or arrays, or --dataset synthetic for the embedded "
+    "synthetic data."
 )
 
 
@@ -71,8 +72,9 @@ def _unknown_dataset_message(tfds: Any, name: str) -> str:
     close = difflib.get_close_matches(name.lower(), options, n=3, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return (
-        f"unknown dataset {name!r}: choose 'synthetic' (embedded), 'cifar10', or the name of a "
-        f"TFDS image-classification dataset (e.g. mnist, fashion_mnist, cifar100).{hint}"
+        f"unknown dataset {name!r}: choose 'synthetic' (embedded), 'cifar10', folder:PATH (your images in "
+        "class folders), npz:PATH (your arrays), or the name of a TFDS image-classification dataset "
+        f"(e.g. mnist, fashion_mnist, cifar100).{hint}"
     )
 
 
@@ -99,6 +101,7 @@ def _not_prepared_message(name: str, data_dir: str | None, looked_in: Any) -> st
         f"  * --data-dir PATH (or the TFDS_DATA_DIR environment variable) naming a TFDS data_dir "
         f"where {name!r} is prepared in array_record format (on a machine with TensorFlow: "
         f"tfds build {name} --file_format=array_record --data_dir=PATH);\n"
+        "  * --dataset folder:PATH (class folders of images) or npz:PATH (arrays) for your own data;\n"
         "  * --dataset synthetic for the embedded synthetic data."
     )
 
@@ -133,9 +136,10 @@ def _read_split(
     try:
         source = builder.as_data_source(split=split)
     except NotImplementedError as err:
+        stored = getattr(builder.info.file_format, "value", builder.info.file_format)
         raise DataError(
-            f"dataset {name!r} is prepared in a format that cannot be read without TensorFlow "
-            f"({err}). Re-prepare it with --file_format=array_record, or: {_OTHER_SOURCES}"
+            f"dataset {name!r} is prepared as {stored}, which cannot be read without TensorFlow; re-prepare it "
+            f"with tfds build {name} --file_format=array_record --data_dir=DIR, or: {_OTHER_SOURCES}"
         ) from err
     images: list[np.ndarray] = []
     labels: list[int] = []
