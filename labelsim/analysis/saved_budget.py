@@ -1,5 +1,7 @@
 """A budget answer saved by ``python -m labelsim budget`` (RUN_DIR/analysis/budget.json), read
-back as plain rows for the report: the plan per class, the strategies, the cost curves."""
+back as plain rows for the report: the plan per class, the strategies, the cost curves, and
+what ``--simulate`` measured (its verdict, and the closed loop's recommendation with
+``--rounds``)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from labelsim.analysis.budget import OPTIMIZED
+from labelsim.analysis.budget.simulation import simulation_verdict
 
 SAVED_NAME = Path("analysis") / "budget.json"  # the budget command's default --save
 
@@ -89,23 +92,49 @@ def plan_rows(saved: SavedBudget) -> list[dict[str, Any]]:
     return rows
 
 
+def _purchase(strategy: dict[str, Any]) -> tuple:
+    """What a strategy buys: labels per class and tier (its name when the answer lacks them)."""
+    classes = strategy.get("classes")
+    if not classes:
+        return (strategy["strategy"],)
+    return tuple((c["class"], *sorted((c.get("labels") or {}).items())) for c in classes)
+
+
+def distinct_strategies(saved: SavedBudget) -> list[tuple[list[str], dict[str, Any]]]:
+    """The strategies at the budget, identical purchases merged: (all their names, the first)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for s in saved.data["strategies"]:
+        groups.setdefault(_purchase(s), []).append(s)
+    return [([s["strategy"] for s in group], group[0]) for group in groups.values()]
+
+
 def strategy_rows(saved: SavedBudget) -> list[dict[str, Any]]:
-    """Every strategy at the budget: labels, cost, predicted objective with interval, worst
-    class, and the cost to reach the target when one was asked ('not reached' within the
-    curves)."""
+    """Every distinct strategy at the budget (identical purchases once, under all their names
+    joined by '='): labels, cost, predicted objective with interval, worst class, and the cost
+    to reach the target when one was asked ('not reached' within the curves)."""
     reach = saved.data.get("cost_to_target") or {}
     rows = []
-    for s in saved.data["strategies"]:
+    for names, s in distinct_strategies(saved):
         acc, lo, hi = _estimate(s["objective"])
         worst = s.get("worst_class")
-        row = {"strategy": s["strategy"], "labels": s["labels"], "cost": s["cost"],
+        row = {"strategy": " = ".join(names), "labels": s["labels"], "cost": s["cost"],
                "predicted": acc, "lo": lo, "hi": hi,
                "worst class": math.nan if worst is None else float(worst)}
         if saved.target is not None:
-            cost = reach.get(s["strategy"])
-            row["cost to reach target"] = "not reached" if cost is None else float(cost)
+            row["cost to reach target"] = _reach_text(reach, names)
         rows.append(row)
     return rows
+
+
+def _reach_text(reach: dict[str, Any], names: list[str]) -> str | float:
+    """The cost to reach the target of strategies that buy the same plan at the budget (they
+    may part ways at other budgets: then each name with its own cost)."""
+    costs = {name: reach.get(name) for name in names}
+    if len(set(costs.values())) == 1:
+        cost = costs[names[0]]
+        return "not reached" if cost is None else float(cost)
+    return "; ".join(f"{name}: {'not reached' if cost is None else f'${cost:,.2f}'}"
+                     for name, cost in costs.items())
 
 
 def curve_rows(saved: SavedBudget) -> list[dict[str, Any]]:
@@ -138,3 +167,90 @@ def header_text(saved: SavedBudget) -> str:
                                        "labels of the class with fewest.")
     return (f"Budget ${saved.budget:,.2f} over {len(saved.data['classes'])} classes; tiers: "
             f"{tiers}. Objective: {saved.measure}.{capped}")
+
+
+def simulation_rows(saved: SavedBudget) -> list[dict[str, Any]]:
+    """The measured-vs-predicted rows ``--simulate`` saved (one plan per distinct purchase),
+    each with ``names``: every strategy that bought that plan."""
+    return [r | {"names": [str(n) for n in r.get("names") or str(r["strategy"]).split(" = ")]}
+            for r in saved.data.get("simulation") or []]
+
+
+def simulation_verdict_text(saved: SavedBudget) -> str | None:
+    """The saved one-line verdict of ``--simulate`` (worked out from the rows when an older
+    answer lacks it); None without a simulation."""
+    verdict = saved.data.get("simulation_verdict")
+    if verdict:
+        return str(verdict)
+    rows = simulation_rows(saved)
+    return simulation_verdict(rows) if rows else None
+
+
+def _plan_name(row: dict[str, Any]) -> str:
+    return " = ".join(row["names"])
+
+
+def _simulated(row: dict[str, Any], with_class: bool) -> dict[str, Any]:
+    sd = row.get("measured_sd")
+    return {"plan": _plan_name(row), **({"class": row["class"]} if with_class else {}),
+            "predicted": _number(row.get("predicted")), "measured": _number(row.get("measured")),
+            "sd": _number(sd), "replicas": int(row.get("replicas") or 0),
+            "error": _number(row.get("error"))}
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def simulation_overall_rows(saved: SavedBudget) -> list[dict[str, Any]]:
+    """One row per simulated plan (identical plans once, under all their names): predicted
+    and measured mean per-class accuracy, the spread (sd) over its replicas, measured minus
+    predicted; the optimized plan first, then by measured accuracy."""
+    rows = [r for r in simulation_rows(saved) if r["class"] == "overall"]
+    rows.sort(key=lambda r: (OPTIMIZED not in r["names"], -_number(r.get("measured"))))
+    return [_simulated(r, with_class=False) for r in rows]
+
+
+def simulation_class_rows(saved: SavedBudget) -> list[dict[str, Any]]:
+    """Every class of every simulated plan: predicted, measured, sd, replicas, error."""
+    return [_simulated(r, with_class=True) for r in simulation_rows(saved)
+            if r["class"] != "overall"]
+
+
+def simulation_chart_rows(saved: SavedBudget) -> list[dict[str, Any]]:
+    """Per simulated plan, its measured mean per-class accuracy with the spread of its
+    replicas (lo, hi: one sd either side) and its predicted accuracy, as rows {plan, source,
+    accuracy, lo, hi, replicas}."""
+    out = []
+    for r in simulation_overall_rows(saved):
+        spread = r["sd"] if math.isfinite(r["sd"]) else math.nan
+        out.append({"plan": r["plan"], "source": "measured", "accuracy": r["measured"],
+                    "lo": r["measured"] - spread, "hi": r["measured"] + spread,
+                    "replicas": r["replicas"]})
+        if math.isfinite(r["predicted"]):
+            out.append({"plan": r["plan"], "source": "predicted", "accuracy": r["predicted"],
+                        "lo": math.nan, "hi": math.nan, "replicas": r["replicas"]})
+    return out
+
+
+def loop_text(saved: SavedBudget) -> str | None:
+    """The closed loop's recommendation line (``--simulate --rounds``); None without a loop."""
+    loop = saved.data.get("loop")
+    if not loop:
+        return None
+    return f"Recommendation: {loop.get('recommended')} ({loop.get('verdict')})"
+
+
+def loop_rows(saved: SavedBudget) -> list[dict[str, Any]]:
+    """The plans the closed loop measured, round by round, then on fresh repeats."""
+    loop = saved.data.get("loop") or {}
+    rows = []
+    for r in (loop.get("rounds") or []) + (loop.get("fresh") or []):
+        labels = list((r.get("labels_per_class") or {}).values())
+        fresh = r.get("stage") == "fresh"
+        rows.append({"plan": r.get("label"), "measured in": "fresh repeats" if fresh
+                     else f"round {r.get('round')}", "measured": _number(r.get("measured")),
+                     "se": _number(r.get("measured_se")), "predicted": _number(r.get("predicted")),
+                     "replicas": int(r.get("replicas") or 0), "cost": _number(r.get("cost")),
+                     "labels per class": f"{min(labels)}-{max(labels)}" if labels else "–"})
+    return rows

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-boot", type=int, default=200, metavar="B",
                         help="bootstrap samples per fit (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--independent-y", action="store_true",
+                        help="give each class's accuracy panel its own y scale (default: one shared scale, "
+                             "so panels compare at a glance)")
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     charts_dir = out.parent / "charts" if out else None
     try:
         path = build_report(an.run.path, out=out, analysis=an, formats=formats,
-                            charts_dir=charts_dir, budget_file=args.budget_json)
+                            charts_dir=charts_dir, budget_file=args.budget_json,
+                            independent_y=args.independent_y)
     except OSError as exc:
         target = out or an.run.path / "report.html"
         print(f"error: cannot write {target} ({exc.strerror or exc}); pass --out FILE to write "

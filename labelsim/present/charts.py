@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from labelsim.analysis.derived import BELOW, BEYOND, WITHIN
+from labelsim.analysis.derived import BELOW, BEYOND, WITHIN, measured_range
 
 if TYPE_CHECKING:
     import altair as alt
@@ -20,6 +21,10 @@ FORMATS = ("html", "png", "svg", "json")
 PANEL_WIDTH = 150  # pixels of one small-multiple panel
 PANEL_HEIGHT = 120
 FACET_COLUMNS = 5
+LABEL_FONT = 11  # pixels, the direct labels of scatter charts
+CHAR_WIDTH = 7.0  # pixels a label character may take at LABEL_FONT (sans-serif, generous)
+LABEL_HEIGHT = 13.0
+MARKER_RADIUS = 6.0  # pixels around a point that no label may cover
 
 
 def _alt():
@@ -89,43 +94,78 @@ def confusion_diff_heatmap(
 
 
 def _curve_panels(
-    rows: list[dict], x_title: str, x_scale: alt.Scale, title: str, y_title: str = "accuracy"
+    rows: list[dict], x: alt.X, title: str, independent_y: bool, y_title: str = "accuracy"
 ) -> alt.FacetChart:
-    """Per-class panels: fitted line with its interval band, points with error bars.
+    """Per-class panels: fitted line with its interval band, points with error bars; one
+    y-scale for every panel (clipped to [0, 1]) unless ``independent_y``.
 
     Rows need: class, x, kind ('point' or 'curve'); points: accuracy and error-bar ends lo,
     hi; curves: fit, fit_lo, fit_hi."""
     alt = _alt()
-    x = alt.X("x:Q", title=x_title, scale=x_scale)
+    scale = (alt.Scale(zero=False) if independent_y
+             else alt.Scale(domain=list(accuracy_domain(rows)), nice=False, zero=False))
+
+    def y(field: str) -> alt.Y:
+        return alt.Y(field, title=y_title, scale=scale)
+
     point = alt.datum.kind == "point"
     curve = alt.datum.kind == "curve"
-    band = alt.Chart().mark_area(opacity=0.25).encode(x=x, y=alt.Y("fit_lo:Q", title=y_title),
-                                                      y2="fit_hi:Q").transform_filter(curve)
-    line = alt.Chart().mark_line().encode(x=x, y="fit:Q").transform_filter(curve)
-    bars = alt.Chart().mark_rule().encode(x=x, y="lo:Q", y2="hi:Q").transform_filter(point)
-    dots = alt.Chart().mark_point(filled=True, color="black", size=25).encode(
-        x=x, y=alt.Y("accuracy:Q", scale=alt.Scale(zero=False)),
+    band = alt.Chart().mark_area(opacity=0.25, clip=True).encode(
+        x=x, y=y("fit_lo:Q"), y2="fit_hi:Q").transform_filter(curve)
+    line = alt.Chart().mark_line(clip=True).encode(x=x, y=y("fit:Q")).transform_filter(curve)
+    bars = alt.Chart().mark_rule(clip=True).encode(x=x, y=y("lo:Q"), y2="hi:Q").transform_filter(
+        point)
+    dots = alt.Chart().mark_point(filled=True, color="black", size=25, clip=True).encode(
+        x=x, y=y("accuracy:Q"),
         tooltip=["class:N", "x:Q", alt.Tooltip("accuracy:Q", format=".3f"),
                  alt.Tooltip("lo:Q", format=".3f"), alt.Tooltip("hi:Q", format=".3f")],
     ).transform_filter(point)
     layered = alt.layer(band, line, bars, dots, data=_data(rows)).properties(
         width=PANEL_WIDTH, height=PANEL_HEIGHT)
-    return layered.facet(facet=alt.Facet("class:N", sort=None, title=None),
-                         columns=FACET_COLUMNS, title=title).resolve_scale(y="independent")
+    faceted = layered.facet(facet=alt.Facet("class:N", sort=None, title=None),
+                            columns=FACET_COLUMNS, title=title)
+    return faceted.resolve_scale(y="independent") if independent_y else faceted
+
+
+def accuracy_domain(rows: Iterable[dict]) -> tuple[float, float]:
+    """The accuracy range every panel shares: all points, bars and bands, a little padding,
+    never beyond [0, 1]."""
+    fields = ("accuracy", "lo", "hi", "fit", "fit_lo", "fit_hi")
+    values = [float(r[f]) for r in rows for f in fields
+              if isinstance(r.get(f), (int, float)) and math.isfinite(r[f])]
+    if not values:
+        return 0.0, 1.0
+    lo, hi = max(min(values), 0.0), min(max(values), 1.0)
+    pad = 0.04 * (hi - lo) if hi > lo else 0.05
+    return max(lo - pad, 0.0), min(hi + pad, 1.0)
+
+
+def _levels(rows: Iterable[dict], field: str) -> list[float]:
+    """The distinct measured values of ``field`` (the grid's levels), sorted."""
+    return sorted({float(r[field]) for r in rows
+                   if r.get(field) is not None and r.get("kind", "point") == "point"})
 
 
 def accuracy_vs_noise(
-    rows: list[dict], title: str = "Accuracy vs label-noise rate"
+    rows: list[dict], title: str = "Accuracy vs label-noise rate", *, independent_y: bool = False
 ) -> alt.FacetChart:
-    """Per-class accuracy against the noise rate: repeats' means with intervals, fitted lines."""
-    return _curve_panels(rows, "label-noise rate", _alt().Scale(zero=True, padding=8), title)
+    """Per-class accuracy against the noise rate: repeats' means with intervals, fitted lines;
+    every panel on one accuracy scale unless ``independent_y``."""
+    alt = _alt()
+    x = alt.X("x:Q", title="label-noise rate", scale=alt.Scale(zero=True, padding=8),
+              axis=alt.Axis(values=_levels(rows, "x"), format=".0%"))
+    return _curve_panels(rows, x, title, independent_y)
 
 
 def accuracy_vs_size(
-    rows: list[dict], title: str = "Accuracy vs training-set size"
+    rows: list[dict], title: str = "Accuracy vs training-set size", *, independent_y: bool = False
 ) -> alt.FacetChart:
-    """Per-class accuracy against the training-set size (log axis) with fitted curves."""
-    return _curve_panels(rows, "training-set size (total)", _log_scale(), title)
+    """Per-class accuracy against the training-set size (log axis, ticks at the measured sizes)
+    with fitted curves; every panel on one accuracy scale unless ``independent_y``."""
+    alt = _alt()
+    x = alt.X("x:Q", title="training-set size (total)", scale=_log_scale(),
+              axis=alt.Axis(values=_levels(rows, "x"), format="~s"))
+    return _curve_panels(rows, x, title, independent_y)
 
 
 def _log_scale() -> alt.Scale:
@@ -144,7 +184,7 @@ def pair_confusions(
     levels = sorted({r[x_field] for r in rows if r.get(x_field) is not None})
     x = alt.X(f"{x_field}:Q", scale=_log_scale() if log else alt.Scale(zero=True, padding=8),
               title="training-set size" if log else "label-noise rate",
-              axis=alt.Axis() if log else alt.Axis(values=levels, format=".0%"))
+              axis=alt.Axis(values=levels, format="~s" if log else ".0%"))
     color = alt.Color("pair:N", title="true -> predicted")
     base = alt.Chart(_data(rows), title=title)
     lines = base.mark_line(point=True).encode(
@@ -173,40 +213,202 @@ def ranking_bump(rows: list[dict], title: str = "Class ranking across conditions
     return (lines + labels).properties(width=120 * max(len(set(order)), 1), height=300)
 
 
-def sensitivity_scatter(
-    rows: list[dict], title: str = "Per-class sensitivity: label noise vs volume"
-) -> alt.Chart:
-    """Noise slope against volume need, each with its interval as error bars, labelled; the
-    marker says whether the need lies within, below or beyond the measured sizes.
+@dataclass(frozen=True)
+class Frame:
+    """The plot area of a chart in pixels and its axes' domains: maps data to pixels (y down)."""
 
-    Rows need: class, slope, slope_lo, slope_hi, need, need_lo, need_hi, need_where."""
+    width: float
+    height: float
+    x_domain: tuple[float, float]
+    y_domain: tuple[float, float]
+    x_log: bool = False
+    y_log: bool = False
+
+    @staticmethod
+    def _unit(value: float, domain: tuple[float, float], log: bool) -> float:
+        f = math.log10 if log else float
+        return (f(value) - f(domain[0])) / (f(domain[1]) - f(domain[0]))
+
+    @staticmethod
+    def _value(unit: float, domain: tuple[float, float], log: bool) -> float:
+        if log:
+            lo, hi = math.log10(domain[0]), math.log10(domain[1])
+            return 10 ** (lo + unit * (hi - lo))
+        return domain[0] + unit * (domain[1] - domain[0])
+
+    def pixel(self, x: float, y: float) -> tuple[float, float]:
+        """Where the data point (x, y) lies in the plot area."""
+        return (self.width * self._unit(x, self.x_domain, self.x_log),
+                self.height * (1 - self._unit(y, self.y_domain, self.y_log)))
+
+    def value(self, px: float, py: float) -> tuple[float, float]:
+        """The data coordinates of a pixel of the plot area."""
+        return (self._value(px / self.width, self.x_domain, self.x_log),
+                self._value(1 - py / self.height, self.y_domain, self.y_log))
+
+
+Box = tuple[float, float, float, float]  # left, top, right, bottom in pixels
+Spot = tuple[float, float] | None  # where a label starts, in data coordinates; None: no label
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _candidates(px: float, py: float, width: float) -> list[Box]:
+    """Label boxes around a marker at (px, py): right, left, above, below, then the corners."""
+    r, h = MARKER_RADIUS + 1, LABEL_HEIGHT
+    mid, up, down = py - h / 2, py - r - h, py + r
+    lefts = (px + r, px - r - width, px - width / 2, px - width / 2,
+             px + r, px - r - width, px + r, px - r - width)
+    tops = (mid, mid, up, down, up, up, down, down)
+    return [(x, y, x + width, y + h) for x, y in zip(lefts, tops)]
+
+
+def place_labels(points: Sequence[tuple[str, float, float]], frame: Frame) -> list[Spot]:
+    """Direct labels that overlap no other label, no marker and stay in the plot area: for each
+    (text, x, y) the data coordinates of its label's left-middle point, or None where no place
+    is free (the legend names that point)."""
+    pixels = [frame.pixel(x, y) for _, x, y in points]
+    r = MARKER_RADIUS
+    taken: list[Box] = [(px - r, py - r, px + r, py + r) for px, py in pixels]
+    placed: list[Spot] = []
+    for (text, _, _), (px, py) in zip(points, pixels):
+        width = CHAR_WIDTH * len(text) + 2
+        free = next((box for box in _candidates(px, py, width)
+                     if box[0] >= 0 and box[1] >= 0 and box[2] <= frame.width
+                     and box[3] <= frame.height and not any(_overlap(box, t) for t in taken)),
+                    None)
+        if free is None:
+            placed.append(None)
+            continue
+        taken.append(free)
+        placed.append(frame.value(free[0], (free[1] + free[3]) / 2))
+    return placed
+
+
+def _label_layer(x: alt.X, y: alt.Y) -> alt.Chart:
+    """Text at each row's (label_x, label_y), left-aligned; rows without a place get none."""
     alt = _alt()
-    rows = [r for r in rows if r.get("slope") is not None and r.get("need") is not None]
-    x = alt.X("slope:Q", title="accuracy lost per unit noise rate")
-    top = max((r.get("need_hi") or r["need"] for r in clean_rows(rows)), default=1.0)
-    ticks = [0.0, *_decade_ticks(top)]
-    y = alt.Y("need:Q", scale=alt.Scale(type="symlog"),  # symlog: a need of 0 stays on the axis
-              axis=alt.Axis(values=ticks),
-              title="training images per class to reach 95% of asymptote")
-    base = alt.Chart(_data(rows), title=title)
-    xbars = base.mark_rule(opacity=0.5).encode(x="slope_lo:Q", x2="slope_hi:Q", y=y)
-    ybars = base.mark_rule(opacity=0.5).encode(x=x, y="need_lo:Q", y2="need_hi:Q")
-    shape = alt.Shape("need_where:N", title="volume need", scale=alt.Scale(
+    return alt.Chart().mark_text(align="left", baseline="middle", fontSize=LABEL_FONT).encode(
+        x=x, y=y, text="label:N").transform_filter("isValid(datum.label_x)")
+
+
+def _clamp(
+    value: float | None, domain: tuple[float, float], missing: float | None = None
+) -> float | None:
+    """``value`` moved into ``domain`` (infinities to its ends); ``missing`` when there is none."""
+    if value is None or math.isnan(value):
+        return missing
+    return min(max(value, domain[0]), domain[1])
+
+
+def _count_text(value: float | None) -> str:
+    """An image count as text: 'never' for infinity, '–' when missing."""
+    if value is None or math.isnan(value):
+        return "–"
+    return "never" if math.isinf(value) else f"{value:,.0f}"
+
+
+def _padded(values: Sequence[float], share: float = 0.08) -> tuple[float, float]:
+    """The range of ``values`` and 0, widened by ``share`` of its span each way."""
+    lo, hi = min(*values, 0.0), max(*values, 0.0)
+    pad = share * (hi - lo) if hi > lo else 0.1
+    return lo - pad, hi + pad
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Axis values of a log axis from ``lo`` to ``hi``: both ends and the 1-2-5 steps between
+    (only the powers of ten when those are many), none crowding an end."""
+    steps = [m * 10 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+             for m in (1, 2, 5)]
+    inside = [v for v in steps if lo * 1.3 < v < hi / 1.3]
+    if len(inside) > 7:
+        inside = [v for v in inside if math.log10(v).is_integer()]
+    return [lo, *inside, hi]
+
+
+SENSITIVITY_SIZE = (420, 320)  # pixels of the sensitivity chart's plot area
+
+
+def sensitivity_scatter(
+    rows: list[dict], measured: tuple[float, float],
+    title: str = "Per-class sensitivity: label noise vs volume",
+    need_title: str = "training images per class to reach 95% of asymptote",
+) -> alt.Chart:
+    """Noise slope against volume need per class with 95% intervals as error bars. The y axis
+    spans the ``measured`` per-class sizes: a need beyond (or below) them is drawn as a triangle
+    on the top (or bottom) edge, its value in the tooltip; bars are cut at the edges. The x
+    axis spans the slopes and 0; labels that would overlap are left to the colour legend.
+
+    Rows need: class, slope, slope_lo, slope_hi, need, need_lo, need_hi."""
+    alt = _alt()
+    lo, hi = float(measured[0]), float(measured[1])
+    if not 0 < lo < hi:
+        raise ValueError(f"measured sizes {measured} are not a range of positive counts")
+    data = sensitivity_rows(rows, (lo, hi))
+    width, height = SENSITIVITY_SIZE
+    x_domain = _padded([r["slope"] for r in data]) if data else (-0.1, 0.1)
+    frame = Frame(width, height, x_domain, (lo, hi), y_log=True)
+    spots = place_labels([(r["class"], r["slope"], r["need_shown"]) for r in data], frame)
+    for r, spot in zip(data, spots):
+        r |= {"label": r["class"], "label_x": spot[0], "label_y": spot[1]} if spot else {}
+        r |= {k: _clamp(r[k], x_domain, r["slope"]) for k in ("slope_lo", "slope_hi")}
+    x_scale = alt.Scale(domain=list(x_domain), nice=False, zero=False)
+    y_scale = alt.Scale(type="log", domain=[lo, hi], nice=False, zero=False)
+
+    def x(field: str) -> alt.X:
+        return alt.X(field, scale=x_scale, title="accuracy lost per unit noise rate")
+
+    def y(field: str) -> alt.Y:
+        return alt.Y(field, scale=y_scale, title=need_title,
+                     axis=alt.Axis(values=log_ticks(lo, hi), format=",.0f"))
+
+    xbars = alt.Chart().mark_rule(opacity=0.5).encode(
+        x=x("slope_lo:Q"), x2="slope_hi:Q", y=y("need_shown:Q"))
+    ybars = alt.Chart().mark_rule(opacity=0.5).encode(
+        x=x("slope:Q"), y=y("need_lo_shown:Q"), y2="need_hi_shown:Q")
+    shape = alt.Shape("where:N", title="volume need", scale=alt.Scale(
         domain=[WITHIN, BELOW, BEYOND], range=["circle", "triangle-down", "triangle-up"]))
-    dots = base.mark_point(filled=True, size=70).encode(
-        x=x, y=y, color=alt.Color("class:N", legend=None), shape=shape,
-        tooltip=["class:N", alt.Tooltip("slope:Q", format=".3f"),
-                 alt.Tooltip("need:Q", format=".0f"), "need_where:N"])
-    labels = base.mark_text(align="left", dx=6, dy=-6).encode(x=x, y=y, text="class:N")
-    return (xbars + ybars + dots + labels).properties(width=420, height=320)
+    dots = alt.Chart().mark_point(filled=True, size=70).encode(
+        x=x("slope:Q"), y=y("need_shown:Q"), shape=shape,
+        color=alt.Color("class:N", sort=None, title="class"),
+        tooltip=["class:N", alt.Tooltip("slope:Q", format=".3f", title="noise slope"),
+                 alt.Tooltip("slope_ci:N", title="slope 95% interval"),
+                 alt.Tooltip("need:N", title="images per class"),
+                 alt.Tooltip("need_ci:N", title="95% interval"), alt.Tooltip("where:N")])
+    labels = _label_layer(x("label_x:Q"), y("label_y:Q"))
+    return alt.layer(xbars, ybars, dots, labels, data=_data(data), title=title).properties(
+        width=width, height=height)
 
 
-def _decade_ticks(top: float) -> list[float]:
-    """1, 10, 100, ... up to the first power of ten at or above ``top``."""
-    ticks = [1.0]
-    while ticks[-1] < top and len(ticks) < 12:
-        ticks.append(ticks[-1] * 10)
-    return ticks
+def sensitivity_rows(rows: Iterable[dict], measured: tuple[float, float]) -> list[dict]:
+    """Rows of the sensitivity chart: needs clamped to the ``measured`` sizes for drawing
+    (need_shown, need_lo_shown, need_hi_shown), where each need lies, and the true values as
+    text for the tooltip. Classes without both a slope and a need are left out."""
+    out = []
+    for r in rows:
+        slope, need = r.get("slope"), r.get("need")
+        if slope is None or need is None or math.isnan(slope) or math.isnan(need):
+            continue
+        need_lo, need_hi = r.get("need_lo"), r.get("need_hi")
+        shown = _clamp(need, measured)
+        out.append({
+            "class": r["class"], "slope": slope, "slope_lo": r.get("slope_lo"),
+            "slope_hi": r.get("slope_hi"),
+            "slope_ci": f"[{_num_text(r.get('slope_lo'))}, {_num_text(r.get('slope_hi'))}]",
+            "need_shown": shown, "need_lo_shown": _clamp(need_lo, measured, shown),
+            "need_hi_shown": _clamp(need_hi, measured, shown),
+            "where": measured_range(need, measured), "need": _count_text(need),
+            "need_ci": f"[{_count_text(need_lo)}, {_count_text(need_hi)}]",
+        })  # fmt: skip
+    return out
+
+
+def _num_text(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return ("∞" if value > 0 else "-∞") if math.isinf(value) else f"{value:.3f}"
 
 
 def slope_comparison(
@@ -238,36 +440,59 @@ def human_vs_synthetic(
     rows: list[dict], title: str = "Human vs synthetic noise, per class"
 ) -> alt.FacetChart:
     """Each class's slope under human noise (y) against a synthetic noise model (x), with
-    intervals both ways and the line y = x; one panel per (model, human, synthetic).
+    intervals both ways (cut at the panel's edge) and the line y = x; one panel per (model,
+    human, synthetic). Both axes span the slopes and 0; labels that would overlap are left out.
 
     Rows need: model, human, synthetic, class, human_slope/_lo/_hi, synthetic_slope/_lo/_hi."""
     alt = _alt()
-    rows = [r | {"panel": f"{r['model']}: {r['human']} vs {r['synthetic']}"}
+    rows = [r | {"panel": f"{r['model']}: {r['human']} vs {r['synthetic']}",
+                 "human_ci": f"[{_num_text(r.get('human_lo'))}, {_num_text(r.get('human_hi'))}]",
+                 "synthetic_ci": f"[{_num_text(r.get('synthetic_lo'))}, "
+                                 f"{_num_text(r.get('synthetic_hi'))}]"}
             for r in rows if r["class"] != "overall"]
-    top = max((v for r in clean_rows(rows) for v in (r.get("human_hi"), r.get("synthetic_hi"),
-                                                      r.get("human_slope"))
-               if v is not None), default=1.0)
-    lo = min((v for r in clean_rows(rows) for v in (r.get("human_lo"), r.get("synthetic_lo"))
-              if v is not None), default=0.0)
-    scale = alt.Scale(domain=[min(lo, 0.0), top * 1.05], nice=False)
-    x = alt.X("synthetic_slope:Q", scale=scale, title="slope under synthetic noise")
-    y = alt.Y("human_slope:Q", scale=scale, title="slope under human noise")
-    low = min(lo, 0.0)
+    slopes = [v for r in clean_rows(rows) for v in (r.get("human_slope"), r.get("synthetic_slope"))
+              if v is not None]
+    low, top = _padded(slopes) if slopes else (-0.1, 0.1)
+    size = 300
+    frame = Frame(size, size, (low, top), (low, top))
+    for panel in dict.fromkeys(r["panel"] for r in rows):
+        members = [r for r in rows if r["panel"] == panel and _finite(r.get("synthetic_slope"))
+                   and _finite(r.get("human_slope"))]
+        spots = place_labels([(r["class"], r["synthetic_slope"], r["human_slope"])
+                              for r in members], frame)
+        for r, spot in zip(members, spots):
+            r |= {"label": r["class"], "label_x": spot[0], "label_y": spot[1]} if spot else {}
+    scale = alt.Scale(domain=[low, top], nice=False, zero=False)
+
+    def x(field: str) -> alt.X:
+        return alt.X(field, scale=scale, title="slope under synthetic noise")
+
+    def y(field: str) -> alt.Y:
+        return alt.Y(field, scale=scale, title="slope under human noise")
+
     diagonal = alt.Chart().mark_rule(color="#999", strokeDash=[4, 4]).encode(
-        x=alt.datum(low), y=alt.datum(low), x2=alt.datum(top * 1.05), y2=alt.datum(top * 1.05))
-    xbars = alt.Chart().mark_rule(opacity=0.5).encode(x="synthetic_lo:Q", x2="synthetic_hi:Q", y=y)
-    ybars = alt.Chart().mark_rule(opacity=0.5).encode(x=x, y="human_lo:Q", y2="human_hi:Q")
+        x=alt.datum(low), y=alt.datum(low), x2=alt.datum(top), y2=alt.datum(top))
+    xbars = alt.Chart().mark_rule(opacity=0.5, clip=True).encode(
+        x=x("synthetic_lo:Q"), x2="synthetic_hi:Q", y=y("human_slope:Q"))
+    ybars = alt.Chart().mark_rule(opacity=0.5, clip=True).encode(
+        x=x("synthetic_slope:Q"), y=y("human_lo:Q"), y2="human_hi:Q")
     dots = alt.Chart().mark_point(filled=True, size=50).encode(
-        x=x, y=y, color=alt.Color("verdict:N", title="synthetic noise", scale=_verdict_scale(rows)),
+        x=x("synthetic_slope:Q"), y=y("human_slope:Q"),
+        color=alt.Color("verdict:N", title="synthetic noise", scale=_verdict_scale(rows)),
         tooltip=["class:N", alt.Tooltip("human_slope:Q", format=".3f"),
+                 alt.Tooltip("human_ci:N", title="human 95% interval"),
                  alt.Tooltip("synthetic_slope:Q", format=".3f"),
+                 alt.Tooltip("synthetic_ci:N", title="synthetic 95% interval"),
                  alt.Tooltip("diff:Q", format="+.3f"), "verdict:N"])
-    labels = alt.Chart().mark_text(align="left", dx=6, dy=-6, fontSize=10).encode(
-        x=x, y=y, text="class:N")
+    labels = _label_layer(x("label_x:Q"), y("label_y:Q"))
     layered = alt.layer(diagonal, xbars, ybars, dots, labels, data=_data(rows)).properties(
-        width=300, height=300)
+        width=size, height=size)
     return layered.facet(facet=alt.Facet("panel:N", sort=None, title=None), columns=3,
                          title=title)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 _VERDICT_COLOURS = {"consistent": "#4c78a8", "synthetic under-predicts": "#e45756",
@@ -373,6 +598,38 @@ def _budget_markers(markers: list[dict], x_field: str, y: alt.Y, color: alt.Colo
                  alt.Tooltip("accuracy:Q", format=".2%")])
     text = base.mark_text(align="left", dx=9, fontSize=10).encode(x=x, y=y, text="label:N")
     return [dots, text]
+
+
+def simulation_dots(
+    rows: list[dict], title: str = "Simulated plans: measured vs predicted",
+    measure: str = "mean per-class accuracy",
+) -> alt.LayerChart:
+    """Per simulated plan (one row of the chart each), its measured accuracy with a bar of one
+    sd over its replicas, and just below it the accuracy the fitted curves predicted.
+
+    Rows need: plan, source ('measured' or 'predicted'), accuracy, lo, hi, replicas."""
+    alt = _alt()
+    plans = list(dict.fromkeys(r["plan"] for r in rows))
+    sources = ["measured", "predicted"]
+    y = alt.Y("plan:N", sort=plans, title=None, axis=alt.Axis(labelLimit=360))
+    offset = alt.YOffset("source:N", sort=sources)
+    x_scale = alt.Scale(zero=False, padding=10)
+    color = alt.Color("source:N", title=None, scale=alt.Scale(
+        domain=sources, range=["black", "#e45756"]))
+    shape = alt.Shape("source:N", title=None, scale=alt.Scale(
+        domain=sources, range=["circle", "diamond"]))
+    bars = alt.Chart().mark_rule(strokeWidth=2).encode(
+        x=alt.X("lo:Q", scale=x_scale, title=measure, axis=alt.Axis(format=".1%", tickCount=6)),
+        x2="hi:Q",
+        y=y, yOffset=offset, color=color).transform_filter("isValid(datum.lo)")
+    dots = alt.Chart().mark_point(filled=True, size=80).encode(
+        x=alt.X("accuracy:Q", scale=x_scale, title=measure), y=y, yOffset=offset,
+        color=color, shape=shape,
+        tooltip=["plan:N", "source:N", alt.Tooltip("accuracy:Q", format=".2%"),
+                 alt.Tooltip("lo:Q", format=".2%", title="- 1 sd"),
+                 alt.Tooltip("hi:Q", format=".2%", title="+ 1 sd"), "replicas:Q"])
+    return alt.layer(bars, dots, data=_data(rows), title=title).properties(
+        width=420, height=alt.Step(22))
 
 
 def chart_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:

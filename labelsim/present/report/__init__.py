@@ -32,14 +32,16 @@ def build_report(
     charts_dir: str | Path | None = None,
     n_boot: int = 200,
     budget_file: str | Path | None = None,
+    independent_y: bool = False,
 ) -> Path:
     """Write the run's report.html (default RUN_DIR/report.html) and return its path.
 
     ``formats`` (html, png, svg, json) also exports each chart under ``charts_dir`` (default
     RUN_DIR/charts). A budget answer saved by the budget command (``budget_file``, default
-    RUN_DIR/analysis/budget.json) adds a budget section."""
+    RUN_DIR/analysis/budget.json) adds a budget section. The per-class panels share one
+    accuracy scale unless ``independent_y``."""
     an = analysis or analyze_run(run_dir, n_boot=n_boot)
-    items = report_charts(an)
+    items = report_charts(an, independent_y=independent_y)
     more_sections, more_items = comparison_sections(
         an, Path(budget_file) if budget_file else None)
     specs = {cid: charts.chart_spec(chart) for cid, _, chart in items + more_items}

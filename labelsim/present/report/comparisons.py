@@ -58,8 +58,9 @@ def human_items(an: Analysis) -> list[Item]:
     if not rows:
         return []
     return [("human_vs_synthetic", "Each class's slope under human noise against its slope "
-             "under a synthetic noise model (per unit realized noise), 95% intervals both ways; "
-             "on the dashed line the synthetic model predicts the annotators exactly.",
+             "under a synthetic noise model (per unit realized noise), 95% intervals both ways "
+             "(cut at the panel's edges; hover for their ends); on the dashed line the synthetic "
+             "model predicts the annotators exactly.",
              charts.human_vs_synthetic(rows))]
 
 
@@ -129,33 +130,85 @@ def _reference_section(an: Analysis, items: list[Item]) -> str:
 
 
 def budget_items(saved: saved_budget.SavedBudget) -> list[Item]:
-    """The accuracy-vs-cost chart of a saved budget answer, the chosen budget marked."""
+    """The accuracy-vs-cost chart of a saved budget answer, the chosen budget marked, and the
+    simulated plans' measured beside predicted accuracy when ``--simulate`` ran."""
     chart = charts.budget_curves(saved_budget.curve_rows(saved), saved.budget, saved.measure,
                                  x_field="cost", markers=saved_budget.marker_rows(saved),
                                  target=saved.target)
-    return [("budget_curves", "Predicted accuracy of each strategy against the money it "
-             "spends; dashed rule: the chosen budget; diamonds: each strategy's plan at that "
-             "budget" + ("; dotted line: the target" if saved.target is not None else "")
-             + ". Strategies that buy the same labels draw the same line.",
-             chart)]
+    items: list[Item] = [(
+        "budget_curves", "Predicted accuracy of each strategy against the money it spends; "
+        "dashed rule: the chosen budget; diamonds: each strategy's plan at that budget"
+        + ("; dotted line: the target" if saved.target is not None else "")
+        + ". Strategies that buy the same labels draw the same line.", chart)]
+    simulated = saved_budget.simulation_chart_rows(saved)
+    if simulated:
+        items.append((SIMULATION_CHART, "Did the plans measure what the curves predicted, and "
+                      "which measured best? Per plan: measured mean per-class accuracy (black, "
+                      "bar: ±1 sd over its replicas) beside the predicted accuracy (red "
+                      "diamond). Identical plans are one row under all their names.",
+                      charts.simulation_dots(simulated)))
+    return items
+
+
+SIMULATION_CHART = "budget_simulation"
 
 
 def _budget_section(saved: saved_budget.SavedBudget, items: list[Item]) -> str:
-    """The saved budget answer: its optimized plan and the strategies at the same budget."""
+    """The saved budget answer: its optimized plan, the strategies at the same budget, and what
+    --simulate measured (verdict, table, chart) and the closed loop recommended."""
     money = {"cost": "$,.2f", "cost to reach target": "$,.2f"}
     formats = {"noise": ".1%", "predicted": ".1%", "lo": ".1%", "hi": ".1%",
                "worst class": ".1%", "labels": ",d"} | money
     tiers = {t["name"]: ",d" for t in saved.data["tiers"]}
     notes = "".join(f"<p class='caption'>note: {html.escape(w)}</p>"
                     for w in saved.data.get("warnings", []))
+    curves = [item for item in items if item[0] != SIMULATION_CHART]
+    simulated = [item for item in items if item[0] == SIMULATION_CHART]
     return (f"<p>{html.escape(saved_budget.header_text(saved))} Saved by the budget command "
             f"in {html.escape(str(saved.path))}. Predicted accuracies come from the run's "
             "fitted curves, with 95% intervals (lo, hi).</p>"
             "<h3>Optimized plan</h3>" + html_table(saved_budget.plan_rows(saved),
                                                    formats=formats | tiers)
-            + "<h3>Strategies at the same budget</h3>"
+            + "<h3>Strategies at the same budget</h3><p>Strategies that buy the same labels "
+            "at this budget are one row, named by all of them joined by '='.</p>"
             + html_table(saved_budget.strategy_rows(saved), formats=formats)
-            + notes + chart_section(items))
+            + notes + chart_section(curves) + _simulation_section(saved, simulated)
+            + _loop_section(saved))
+
+
+_PERCENT = {"predicted": ".1%", "measured": ".1%", "sd": ".1%", "se": ".1%", "error": "+.1%",
+            "replicas": "d", "cost": "$,.2f"}
+
+
+def _simulation_section(saved: saved_budget.SavedBudget, items: list[Item]) -> str:
+    """The --simulate verdict, the measured-vs-predicted table per plan and per class, and
+    the chart; empty when the answer has no simulation."""
+    verdict = saved_budget.simulation_verdict_text(saved)
+    if verdict is None:
+        return ""
+    overall = saved_budget.simulation_overall_rows(saved)
+    per_class = saved_budget.simulation_class_rows(saved)
+    details = ("<details><summary>Per class</summary>"
+               + html_table(per_class, formats=_PERCENT) + "</details>") if per_class else ""
+    return ("<h3 id='simulation'>Simulation: measured vs predicted</h3>"
+            f"<p class='verdict'><b>Verdict:</b> {html.escape(verdict)}.</p>"
+            "<p>--simulate trained each distinct plan (strategies that buy the same labels are "
+            "one plan, named by all of them joined by '='). measured: mean per-class test "
+            "accuracy over its replicas; sd: their spread; error: measured - predicted.</p>"
+            + html_table(overall, formats=_PERCENT) + details + chart_section(items))
+
+
+def _loop_section(saved: saved_budget.SavedBudget) -> str:
+    """The closed loop's recommendation and the plans it measured; empty without a loop."""
+    line = saved_budget.loop_text(saved)
+    if line is None:
+        return ""
+    return ("<h3 id='closed-loop'>Closed loop</h3>"
+            f"<p class='verdict'><b>{html.escape(line)}</b></p>"
+            "<p>Plans measured in each round (mean objective over replicas ± standard error, "
+            "and the prediction made before training), then the recommended plan and the best "
+            "simple strategy on fresh repeats.</p>"
+            + html_table(saved_budget.loop_rows(saved), formats=_PERCENT))
 
 
 def _load_budget(an: Analysis, path: Path | None) -> saved_budget.SavedBudget | str | None:

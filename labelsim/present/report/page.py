@@ -1,5 +1,6 @@
 """The page shell of a run's report: CSS, the inlined Vega bundle and the script that embeds each
-chart's Vega-Lite spec, so that the page renders with no network at all.
+chart's Vega-Lite spec, so that the page renders with no network at all. Each chart's Vega
+view is kept in ``window.labelsimViews`` by chart id, to inspect its scales and scenegraph.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.8em}
 .chart{margin:.5em 0 1em;max-width:100%;overflow-x:auto}
 .caption{color:#555;font-size:.9em;max-width:640px} nav a{margin-right:1em}
 .banner{background:#fff4d6;border:1px solid #e0b84c;padding:.6em 1em;font-weight:bold}
+.verdict{background:#eef4fb;border-left:4px solid #4c78a8;padding:.4em .8em}
 """
 
 _EMBED = """
@@ -42,8 +44,11 @@ _EMBED = """
   var specs = JSON.parse(document.getElementById("labelsim-specs").textContent);
   var options = {renderer: "svg", actions: {export: true, source: false, compiled: false,
                  editor: false}};
+  window.labelsimViews = {};
   Object.keys(specs).forEach(function (id) {
-    vegaEmbed("#" + id, specs[id], options).catch(function (err) {
+    vegaEmbed("#" + id, specs[id], options).then(function (result) {
+      window.labelsimViews[id] = result.view;
+    }).catch(function (err) {
       document.getElementById(id).textContent = "chart failed to render: " + err;
     });
   });

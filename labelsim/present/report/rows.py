@@ -80,8 +80,9 @@ def _condition(an: Analysis, prefix: str) -> Any:
     return next((pm for name, pm in an.conditions if name.startswith(prefix)), None)
 
 
-def report_charts(an: Analysis) -> list[Item]:
-    """(id, caption, chart) of every chart the run's data supports."""
+def report_charts(an: Analysis, *, independent_y: bool = False) -> list[Item]:
+    """(id, caption, chart) of every chart the run's data supports; the per-class panels share
+    one accuracy scale unless ``independent_y``."""
     out: list[Item] = []
     classes = an.run.classes
     if an.baseline is not None:
@@ -96,30 +97,58 @@ def report_charts(an: Analysis) -> list[Item]:
                 out.append((f"confusion_diff_{prefix}", f"Average confusion at the {label} minus "
                             "the baseline's (counts; red: more, blue: fewer).",
                             charts.confusion_diff_heatmap(rows, f"{pm.point.name()} - baseline")))
-    out += _curve_charts(an)
+    out += _curve_charts(an, independent_y)
     out += _pair_charts(an)
     bump = bump_rows(an.points, an.run, an.model, an.noise_model, classes)
     if bump:
         out.append(("ranking_bump", "Rank of each class (1 = least accurate) from the smallest "
                     "size through the baseline to the highest noise.", charts.ranking_bump(bump)))
-    sens = an.sensitivity["rows"]
-    if any("slope" in r and "need" in r for r in sens):
-        out.append(("sensitivity", "Noise slope vs volume need per class, with 95% intervals.",
-                    charts.sensitivity_scatter(sens)))
+    out += _sensitivity_chart(an)
     return out
 
 
-def _curve_charts(an: Analysis) -> list[Item]:
+def measured_sizes(an: Analysis) -> tuple[float, float] | None:
+    """The smallest and largest per-class training counts the volume fits saw, if any."""
+    ranges = [fit.n_range for fit in an.fits.volume.values() if fit is not None]
+    if not ranges:
+        return None
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    return (float(lo), float(hi)) if 0 < lo < hi else None
+
+
+def _sensitivity_chart(an: Analysis) -> list[Item]:
+    """Noise slope vs volume need, its y axis the measured sizes, when the run has both."""
+    sens = an.sensitivity
+    measured = measured_sizes(an)
+    if measured is None or not any("slope" in r and "need" in r for r in sens["rows"]):
+        return []
+    target = sens.get("need_target") or f"{sens.get('fraction', 0.95):.0%} of its asymptote"
+    need = f"images per class to reach {target}"
+    caption = (f"Which classes does label noise hurt most (right), and which need the most "
+               f"images (top)? Noise slope against {need}, with 95% intervals. The y axis spans "
+               f"the measured sizes ({measured[0]:,.0f}-{measured[1]:,.0f} per class): a "
+               "triangle on its top or bottom edge lies beyond or below them (hover for its "
+               "value); bars are cut at the chart's edges. Classes without a label are named "
+               "in the legend.")
+    return [("sensitivity", caption,
+             charts.sensitivity_scatter(sens["rows"], measured, need_title=f"training {need}"))]
+
+
+def _curve_charts(an: Analysis, independent_y: bool = False) -> list[Item]:
     """Accuracy vs noise and vs size, each when the run has more than one point."""
     out: list[Item] = []
+    scale = "each class on its own accuracy scale" if independent_y else \
+        "every class on the same accuracy scale"
     if len(an.noise_points) > 1:
-        out.append(("accuracy_vs_noise", "Per-class accuracy vs label-noise rate: means over "
-                    "repeats with ±1 std bars, fitted line with its 95% bootstrap band.",
-                    charts.accuracy_vs_noise(noise_chart_rows(an))))
+        out.append(("accuracy_vs_noise", "How fast does each class lose accuracy to label "
+                    "noise? Means over repeats with ±1 std bars, fitted line with its 95% "
+                    f"bootstrap band; {scale}.",
+                    charts.accuracy_vs_noise(noise_chart_rows(an), independent_y=independent_y)))
     if len(an.size_points) > 1:
-        out.append(("accuracy_vs_size", "Per-class accuracy vs training-set size (log axis): "
-                    "means with ±1 std bars, fitted saturating curve with its 95% bootstrap band.",
-                    charts.accuracy_vs_size(size_chart_rows(an))))
+        out.append(("accuracy_vs_size", "How much does each class gain from more training "
+                    "images? Means with ±1 std bars at the measured sizes (log axis), fitted "
+                    f"saturating curve with its 95% bootstrap band; {scale}.",
+                    charts.accuracy_vs_size(size_chart_rows(an), independent_y=independent_y)))
     return out
 
 
