@@ -96,13 +96,14 @@ def test_analyze_uses_the_finished_replicas_and_says_so_first(partial: Path, tmp
     assert used == {r.replica for r in load_run(partial).finished()}
 
 
-def test_fits_without_enough_data_are_named_not_enough_data(early_kill: Path, tmp_path: Path,
-                                                            capsys) -> None:
+def test_fits_without_enough_levels_are_named_so(early_kill: Path, tmp_path: Path,
+                                                 capsys) -> None:
     out = tmp_path / "tables"
     assert analyze.run(_args(analyze, [str(early_kill), "--out", str(out),
                                        "--n-boot", N_BOOT])) == 0
     text = capsys.readouterr().out
-    assert "noise fit: not enough data" in text and "volume fit: not enough data" in text
+    assert "noise fit: not enough levels to fit" in text
+    assert "volume fit: not enough levels to fit" in text
     skipped = json.loads((out / "fits.json").read_text())["skipped"]
     assert set(skipped) == {"noise", "volume"}
     assert "1 training size (500)" in skipped["volume"]
@@ -133,7 +134,7 @@ def test_report_shows_the_banner_on_the_terminal_and_atop_the_page(early_kill: P
     html = page.read_text(encoding="utf-8")
     top = html.index(f"<p class='banner' id='banner'>{banner}</p>")
     assert html.index("</h1>") < top < html.index("<nav>")
-    assert "not enough data" in html
+    assert "not enough levels to fit" in html
 
 
 def test_a_finished_run_has_no_banner(tmp_path: Path, capsys) -> None:

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labelsim.analysis.derived import (
+    NEED_FRACTION,
     fraction_of_full,
-    measured_range,
+    impact,
     impact_index,
-    impact_losses,
     sensitivity,
     size_needed,
+    volume_need,
 )
 from labelsim.analysis.fits import (
     FitError,
@@ -76,6 +77,7 @@ __all__ = [
     "size_cell",
     "size_needed",
     "summary_columns",
+    "summary_notes",
     "summary_rows",
     "summary_table",
 ]
@@ -174,67 +176,126 @@ def _condition_keys(an: Analysis) -> tuple[str, str]:
             f"size_{small.point.train_size}_x1000" if small is not None else "")
 
 
-def summary_columns(an: Analysis, fraction: float = 0.95) -> tuple[str, ...]:
+def need_columns(fraction: float = NEED_FRACTION) -> tuple[str, str]:
+    """Column stems of the size to ``fraction`` of full-data accuracy: per class and total."""
+    pct = f"{fraction * 100:g}pct"
+    return f"images_per_class_to_{pct}_full", f"train_size_to_{pct}_full"
+
+
+def summary_columns(an: Analysis) -> tuple[str, ...]:
     """The columns of ``summary_rows``."""
-    need = f"size_{fraction:g}"
-    return ("class", "baseline_x1000", "baseline_std_x1000", *(k for k in _condition_keys(an) if k),
-            "noise_slope", "noise_slope_lo", "noise_slope_hi", "r2", "linear_ok", "smallest_size",
-            "asymptote", "asymptote_lo", "asymptote_hi", "volume_form", need, f"{need}_lo",
-            f"{need}_hi")
+    per_class, total = need_columns(an.sensitivity["fraction"])
+    return ("class", "baseline_x1000", "baseline_std_x1000", "baseline_lo_x1000",
+            "baseline_hi_x1000", "baseline_repeats", *(k for k in _condition_keys(an) if k),
+            "noise_slope", "noise_slope_lo", "noise_slope_hi", "noise_levels", "noise_repeats",
+            "r2", "linear_ok", "asymptote", "asymptote_lo", "asymptote_hi", "volume_form",
+            "size_levels", "size_repeats", "smallest_per_class",
+            *(f"{stem}{end}" for stem in (per_class, total) for end in ("", "_lo", "_hi")))
 
 
-def summary_rows(an: Analysis, fraction: float = 0.95) -> list[dict]:
-    """Per-class summary: baseline, highest-noise and smallest-size accuracy (x1000), the noise
-    slope with its interval and R^2, the volume asymptote and the training size (total) that
-    reaches ``fraction`` of full-data accuracy, with its interval."""
+def summary_rows(an: Analysis) -> list[dict]:
+    """Per-class summary: baseline (with its Wilson interval and repeats), highest-noise and
+    smallest-size accuracy (x1000), the noise slope with its interval, levels, repeats and R^2,
+    the volume asymptote, and the size reaching 95% of full-data accuracy per class and as a
+    total training size: the very figures ``an.sensitivity`` ranks (``volume_need``)."""
     noisy, small = _condition(an, "noise"), _condition(an, "size")
     noise_key, size_key = _condition_keys(an)
+    per_class, total = need_columns(an.sensitivity["fraction"])
+    needs = {r["class"]: r for r in an.sensitivity["rows"] if "need" in r}
     rows = []
     for k, cls in enumerate(an.run.classes):
         row: dict = {"class": cls}
         if an.baseline is not None:
-            row["baseline_x1000"] = x1000(an.baseline.accuracy.mean[k])
-            row["baseline_std_x1000"] = x1000(an.baseline.accuracy.std[k])
+            acc = an.baseline.accuracy
+            row |= {"baseline_x1000": x1000(acc.mean[k]), "baseline_std_x1000": x1000(acc.std[k]),
+                    "baseline_lo_x1000": x1000(acc.lo[k]), "baseline_hi_x1000": x1000(acc.hi[k]),
+                    "baseline_repeats": acc.n}
         if noisy is not None:
             row[noise_key] = x1000(noisy.accuracy.mean[k])
         if small is not None:
             row[size_key] = x1000(small.accuracy.mean[k])
         row |= _noise_columns(an.fits.noise.get(cls))
-        vf = an.fits.volume.get(cls)
-        per_total = 1.0 / an.run.class_shares[k]  # per-class count -> total training size
-        if vf is not None:
-            need = size_needed(vf, an.fits.samples["volume"][cls], fraction, of="full")
-            row["smallest_size"] = vf.n_range[0] * per_total
+        vf, need = an.fits.volume.get(cls), needs.get(cls)
+        if vf is not None and need is not None:
+            per_total = 1.0 / an.run.class_shares[k]  # per-class count -> total training size
             row |= {"asymptote": vf.a, "asymptote_lo": vf.a_ci[0], "asymptote_hi": vf.a_ci[1],
-                    "volume_form": vf.form, f"size_{fraction:g}": need[0] * per_total,
-                    f"size_{fraction:g}_lo": need[1] * per_total,
-                    f"size_{fraction:g}_hi": need[2] * per_total}
+                    "volume_form": vf.form, "size_levels": vf.levels, "size_repeats": vf.repeats,
+                    "smallest_per_class": vf.n_range[0]}
+            for end in ("", "_lo", "_hi"):
+                row[f"{per_class}{end}"] = need[f"need{end}"]
+                row[f"{total}{end}"] = need[f"need{end}"] * per_total
         rows.append(row)
     return rows
 
 
-def summary_table(an: Analysis, fraction: float = 0.95) -> tuple[list[str], list[list[str]]]:
-    """``summary_rows`` as display text: (headers, rows), one row per class."""
-    rows = summary_rows(an, fraction)
+def summary_table(an: Analysis) -> tuple[list[str], list[list[str]]]:
+    """``summary_rows`` as display text: (headers, rows), one row per class. Repeats behind
+    each figure are in ``summary_notes``."""
+    rows = summary_rows(an)
     noisy, small = _condition(an, "noise"), _condition(an, "size")
     noise_key, size_key = _condition_keys(an)
-    need = f"size_{fraction:g}"
-    headers = ["class", "baseline ±std", f"noise {noisy.point.noise_rate:.0%}" if noisy else
+    per_class, _ = need_columns(an.sensitivity["fraction"])
+    headers = ["class", "baseline ±std [CI]", f"noise {noisy.point.noise_rate:.0%}" if noisy else
                "noise", f"n={small.point.train_size}" if small else "size",
                "noise slope [CI]", "R2", "line", "asymptote [CI]",
-               f"size to {fraction:.0%} [CI]"]
+               f"images/class to {an.sensitivity['fraction']:.0%} of full [CI]"]
     table = []
     for r in rows:
         table.append([
             r["class"],
-            f"{fmt_num(r.get('baseline_x1000'), 'd')} "
-            f"±{fmt_num(r.get('baseline_std_x1000'), 'd')}",
+            _baseline_cell(r),
             fmt_num(r.get(noise_key), "d"), fmt_num(r.get(size_key), "d"),
-            _with_ci(r, "noise_slope", ".3f"), fmt_num(r.get("r2"), ".2f"),
-            ("ok" if r["linear_ok"] else "POOR") if "linear_ok" in r else "-",
-            _with_ci(r, "asymptote", ".3f"), size_cell(r, need, r.get("smallest_size", 0.0)),
+            _with_ci(r, "noise_slope", ".3f"), fmt_num(r.get("r2"), ".2f"), _line_cell(r),
+            _with_ci(r, "asymptote", ".3f"),
+            size_cell(r, per_class, r.get("smallest_per_class", 0.0)),
         ])
     return headers, table
+
+
+def _baseline_cell(row: dict) -> str:
+    """'889 ±13 [862, 912]' (x1000); the std is left out with a single repeat."""
+    if "baseline_x1000" not in row:
+        return "-"
+    std = row["baseline_std_x1000"]
+    return " ".join([fmt_num(row["baseline_x1000"], "d"), *([f"±{std}"] if std is not None else []),
+                     fmt_ci(row["baseline_lo_x1000"], row["baseline_hi_x1000"], "d")])
+
+
+def _line_cell(row: dict) -> str:
+    """'ok' / 'POOR' for a judged line; 'too few levels' when it could not be judged."""
+    if "noise_slope" not in row:
+        return "-"
+    if row.get("linear_ok") is None:
+        return "too few levels"
+    return "ok" if row["linear_ok"] else "POOR"
+
+
+def summary_notes(an: Analysis) -> list[str]:
+    """What stands behind the per-class table: repeats per figure, and what its words mean."""
+    notes = []
+    if an.baseline is not None:
+        notes.append(f"baseline: {an.baseline.accuracy.n} repeat(s) of "
+                     f"{an.baseline.point.name()}; interval: {an.baseline.accuracy.method}")
+    fits = [f for f in an.fits.noise.values()]
+    if fits:
+        notes.append(f"noise slope: {fits[0].levels} noise levels, at least "
+                     f"{min(f.repeats for f in fits)} repeat(s) each"
+                     + (f"; R2 and line: {fits[0].note}" if fits[0].note else ""))
+    elif "noise" in an.fits.skipped:
+        notes.append(f"noise slope: {an.fits.skipped['noise']}")
+    volume = list(an.fits.volume.values())
+    if volume:
+        notes.append(f"volume fit: {volume[0].levels} sizes, at least "
+                     f"{min(f.repeats for f in volume)} repeat(s) each")
+    elif "volume" in an.fits.skipped:
+        notes.append(f"asymptote and size: {an.fits.skipped['volume']}")
+    if volume:
+        notes.append(f"images/class to {an.sensitivity['fraction']:.0%} of full: training images "
+                     f"per class at which the class's fitted volume curve reaches "
+                     f"{an.sensitivity['need_target']} (its own fitted clean accuracy at the "
+                     "largest measured size); '<N': below the smallest measured size N; the same "
+                     "figure ranks the most volume-hungry class")
+    return notes
 
 
 def size_cell(row: dict, key: str, smallest: float) -> str:
@@ -264,7 +325,8 @@ def _noise_columns(nf: NoiseFit | None) -> dict:
     if nf is None:
         return {}
     return {"noise_slope": nf.slope, "noise_slope_lo": nf.slope_ci[0],
-            "noise_slope_hi": nf.slope_ci[1], "r2": nf.r2, "linear_ok": nf.linear_ok}
+            "noise_slope_hi": nf.slope_ci[1], "noise_levels": nf.levels,
+            "noise_repeats": nf.repeats, "r2": nf.r2, "linear_ok": nf.linear_ok}
 
 
 def confusion_table(an: Analysis) -> list[dict]:
@@ -303,12 +365,13 @@ def asymmetry_table(an: Analysis) -> list[dict]:
 
 SIZE_NEED_COLUMNS = ("class", "fraction", "of", "per_class", "per_class_lo", "per_class_hi",
                      "total", "total_lo", "total_hi", "where", "smallest_per_class",
-                     "smallest_total", "largest_total")
+                     "smallest_total", "largest_total", "levels", "repeats")
 
 
-def size_need_table(an: Analysis, fractions: tuple[float, ...] = (0.9, 0.95)) -> list[dict]:
-    """Per-class and overall size reaching each fraction of full-data accuracy and of the
-    asymptote, with intervals, as per-class counts and total training sizes."""
+def size_need_table(an: Analysis, fractions: tuple[float, ...] = (0.9, NEED_FRACTION)) -> list[dict]:
+    """Per-class and overall size reaching each fraction of full-data accuracy (the fitted
+    curve's value at the largest measured size), with 95% bootstrap intervals, as per-class
+    counts and total training sizes; ``of`` names the target."""
     entries = [(cls, an.fits.volume[cls], an.fits.samples["volume"][cls],
                 1.0 / an.run.class_shares[k])
                for k, cls in enumerate(an.run.classes) if cls in an.fits.volume]
@@ -317,20 +380,21 @@ def size_need_table(an: Analysis, fractions: tuple[float, ...] = (0.9, 0.95)) ->
                         float(an.run.num_classes)))
     rows = []
     for cls, fit, samples, per_total in entries:
-        for of in ("full", "asymptote"):
-            for q in fractions:
-                n, lo, hi = size_needed(fit, samples, q, of=of)
-                rows.append({"class": cls, "fraction": q, "of": of, "per_class": n,
-                             "per_class_lo": lo, "per_class_hi": hi, "total": n * per_total,
-                             "total_lo": lo * per_total, "total_hi": hi * per_total,
-                             "where": measured_range(n, fit.n_range),
-                             "smallest_per_class": fit.n_range[0],
-                             "smallest_total": fit.n_range[0] * per_total,
-                             "largest_total": fit.n_range[1] * per_total})
+        for q in fractions:
+            need = volume_need(fit, samples, q)
+            n, lo, hi = need["need"], need["need_lo"], need["need_hi"]
+            rows.append({"class": cls, "fraction": q, "of": "full-data accuracy",
+                         "per_class": n, "per_class_lo": lo, "per_class_hi": hi,
+                         "total": n * per_total, "total_lo": lo * per_total,
+                         "total_hi": hi * per_total, "where": need["need_where"],
+                         "smallest_per_class": fit.n_range[0],
+                         "smallest_total": fit.n_range[0] * per_total,
+                         "largest_total": fit.n_range[1] * per_total, "levels": fit.levels,
+                         "repeats": fit.repeats})
     return rows
 
 
-SIZE_FRACTION_COLUMNS = ("train_size", "accuracy", "fraction_observed", "fraction_fit")
+SIZE_FRACTION_COLUMNS = ("train_size", "repeats", "accuracy", "fraction_observed", "fraction_fit")
 
 
 def size_fraction_table(an: Analysis) -> list[dict]:
@@ -343,7 +407,7 @@ def size_fraction_table(an: Analysis) -> list[dict]:
     rows = []
     for pm in an.size_points:
         size = pm.point.train_size
-        row = {"train_size": size, "accuracy": float(pm.overall.mean),
+        row = {"train_size": size, "repeats": pm.overall.n, "accuracy": float(pm.overall.mean),
                "fraction_observed": float(pm.overall.mean) / full}
         if fit is not None:
             row["fraction_fit"] = float(fraction_of_full(fit, size / an.run.num_classes))
@@ -352,17 +416,18 @@ def size_fraction_table(an: Analysis) -> list[dict]:
 
 
 IMPACT_COLUMNS = ("class", "fraction", "noise_loss", "volume_loss", "impact", "impact_lo",
-                  "impact_hi")
+                  "impact_hi", "repeats", "note")
 
 
 def impact_table(an: Analysis, fraction: float = 0.1) -> list[dict]:
     """Impact index per class and overall: accuracy lost to ``fraction`` label noise over that
-    lost to a ``fraction`` volume cut (> 1: noise hurts more)."""
+    lost to a ``fraction`` volume cut (> 1: noise hurts more); ``note`` says why an interval is
+    missing or unbounded (``derived.impact``)."""
     rows = []
     for cls in (*an.run.classes, None):
-        value, lo, hi = impact_index(an.fits, cls, fraction)
-        noise_loss, volume_loss = impact_losses(an.fits, cls, fraction)
+        found = impact(an.fits, cls, fraction)
         rows.append({"class": cls or "overall", "fraction": fraction,
-                     "noise_loss": noise_loss, "volume_loss": volume_loss, "impact": value,
-                     "impact_lo": lo, "impact_hi": hi})
+                     "noise_loss": found.noise_loss, "volume_loss": found.volume_loss,
+                     "impact": found.value, "impact_lo": found.lo, "impact_hi": found.hi,
+                     "repeats": found.repeats, "note": found.note})
     return rows

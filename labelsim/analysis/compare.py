@@ -55,6 +55,11 @@ class ComboFit:
     dropped_levels: tuple[float, ...] = ()  # noisy levels without a recorded realized rate
 
     @property
+    def repeats(self) -> int:
+        """The fewest finished repeats at any of the fit's levels (0 without levels)."""
+        return min((lv.replicas for lv in self.levels), default=0)
+
+    @property
     def realized_max(self) -> float:
         """The largest realized noise rate the fit saw (0 without noisy levels)."""
         return max((lv.realized for lv in self.levels), default=0.0)
@@ -74,6 +79,7 @@ class Comparison:
     combos: tuple[ComboFit, ...]
     baselines: dict[str, PointMetrics | None]
     transitions: dict[str, np.ndarray]  # noise model -> (C, C) summed counts (clean, given)
+    transition_replicas: dict[str, int] = field(default_factory=dict)  # replicas summed
 
     def combo(self, model: str, noise_model: str) -> ComboFit | None:
         """The fit of one combination, if the run has it."""
@@ -169,13 +175,18 @@ def _try_fit(x: np.ndarray, y: np.ndarray, n_boot: int,
         return None
 
 
+def _transition_replicas(run: Run, noise_model: str) -> list[int]:
+    """The noise model's noisy grid replicas, whose label transitions are summed."""
+    return [r.replica for r in run.replicas
+            if r.noise_model == noise_model and r.noise_rate > 0 and not r.is_custom]
+
+
 def realized_transitions(run: Run, noise_model: str) -> np.ndarray | None:
     """(C, C) label-transition counts (clean, given) summed over the noise model's noisy grid
     replicas; None if the run recorded none."""
     if run.transitions is None:
         return None
-    idx = [r.replica for r in run.replicas
-           if r.noise_model == noise_model and r.noise_rate > 0 and not r.is_custom]
+    idx = _transition_replicas(run, noise_model)
     total = run.transitions[idx].sum(axis=0) if idx else None
     return total if total is not None and total.sum() > 0 else None
 
@@ -200,14 +211,15 @@ def compare_run(
     transitions = {nm: t for nm in noise_models
                    if (t := realized_transitions(run, nm)) is not None}
     return Comparison(run.classes, models, noise_models, combos,
-                      {m: baseline(points, run, m) for m in models}, transitions)
+                      {m: baseline(points, run, m) for m in models}, transitions,
+                      {nm: len(_transition_replicas(run, nm)) for nm in transitions})
 
 
 # ---------------------------------------------------------------- tables
 
 
-SLOPE_COLUMNS = ("model", "noise_model", "class", "realized_max", "levels", "baseline", "slope",
-                 "slope_lo", "slope_hi", "r2", "linear_ok")
+SLOPE_COLUMNS = ("model", "noise_model", "class", "realized_max", "levels", "repeats", "baseline",
+                 "slope", "slope_lo", "slope_hi", "r2", "linear_ok")
 
 
 def slope_rows(comp: Comparison) -> list[dict]:
@@ -218,7 +230,8 @@ def slope_rows(comp: Comparison) -> list[dict]:
         for k, cls in enumerate((*comp.classes, OVERALL)):
             fit = combo.fit(cls)
             row = {"model": combo.model, "noise_model": combo.noise_model, "class": cls,
-                   "realized_max": combo.realized_max, "levels": len(combo.levels)}
+                   "realized_max": combo.realized_max, "levels": len(combo.levels),
+                   "repeats": combo.repeats}
             if base is not None:
                 acc = base.overall.mean if cls == OVERALL else base.accuracy.mean[k]
                 row["baseline"] = float(acc)
@@ -249,7 +262,7 @@ def realized_rows(comp: Comparison) -> list[dict]:
     return rows
 
 
-TRANSITION_COLUMNS = ("noise_model", "true", "given", "count", "share", "diagonal")
+TRANSITION_COLUMNS = ("noise_model", "replicas", "true", "given", "count", "share", "diagonal")
 
 
 def transition_rows(comp: Comparison) -> list[dict]:
@@ -259,7 +272,8 @@ def transition_rows(comp: Comparison) -> list[dict]:
         share = row_normalised(counts)
         for i, true in enumerate(comp.classes):
             for j, given in enumerate(comp.classes):
-                rows.append({"noise_model": nm, "true": true, "given": given,
+                rows.append({"noise_model": nm, "replicas": comp.transition_replicas.get(nm, 0),
+                             "true": true, "given": given,
                              "count": int(counts[i, j]), "share": float(share[i, j]),
                              "diagonal": i == j})
     return rows
@@ -302,9 +316,9 @@ def human_pairs(comp: Comparison) -> list[tuple[ComboFit, ComboFit]]:
     return pairs
 
 
-HUMAN_COLUMNS = ("model", "human", "synthetic", "class", "human_slope", "human_lo", "human_hi",
-                 "synthetic_slope", "synthetic_lo", "synthetic_hi", "diff", "diff_lo", "diff_hi",
-                 "verdict")
+HUMAN_COLUMNS = ("model", "human", "synthetic", "class", "repeats", "human_slope", "human_lo",
+                 "human_hi", "synthetic_slope", "synthetic_lo", "synthetic_hi", "diff", "diff_lo",
+                 "diff_hi", "verdict")
 
 
 def human_vs_synthetic_rows(comp: Comparison) -> list[dict]:
@@ -316,12 +330,13 @@ def human_vs_synthetic_rows(comp: Comparison) -> list[dict]:
             diff = _difference(hc, sc, cls)
             if diff:
                 rows.append({"model": hc.model, "human": hc.noise_model,
-                             "synthetic": sc.noise_model, "class": cls} | diff)
+                             "synthetic": sc.noise_model, "class": cls,
+                             "repeats": min(hc.repeats, sc.repeats)} | diff)
     return rows
 
 
-AGREEMENT_COLUMNS = ("model", "human", "synthetic", "classes", "spearman", "spearman_p",
-                     "consistent", "under_predicted", "over_predicted", "mean_abs_diff",
+AGREEMENT_COLUMNS = ("model", "human", "synthetic", "classes", "repeats", "spearman",
+                     "spearman_p", "consistent", "under_predicted", "over_predicted", "mean_abs_diff",
                      "human_realized_max", "synthetic_realized_max", "common_realized_max")
 
 
@@ -335,7 +350,8 @@ def agreement_rows(comp: Comparison) -> list[dict]:
         rho, p = spearman([d["human_slope"] for d in diffs], [d["synthetic_slope"] for d in diffs])
         rows.append({
             "model": hc.model, "human": hc.noise_model, "synthetic": sc.noise_model,
-            "classes": len(diffs), "spearman": rho, "spearman_p": p,
+            "classes": len(diffs), "repeats": min(hc.repeats, sc.repeats),
+            "spearman": rho, "spearman_p": p,
             "consistent": sum(d["verdict"] == "consistent" for d in diffs),
             "under_predicted": sum(d["verdict"] == "synthetic under-predicts" for d in diffs),
             "over_predicted": sum(d["verdict"] == "synthetic over-predicts" for d in diffs),

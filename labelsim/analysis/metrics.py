@@ -2,6 +2,16 @@
 
 Everything here is derived from counts (rows = true class, columns = predicted class):
 evaluation returns counts, never rates. Only finished replicas enter any average.
+
+Intervals: a proportion (per-class accuracy, overall accuracy, TPR/FNR/FPR/TNR, a confusion
+rate) gets a 95% Wilson score interval, which stays in [0, 1], computed from the mean over
+repeats with two sources of error added: test-set sampling (the binomial variance over the
+test images behind one repeat) and the spread between repeats (sample variance over the number
+of repeats); the critical value is Student's t with Welch-Satterthwaite degrees of freedom.
+This fits repeats scored on one shared test set (the usual case); with a fresh test set per
+repeat it is conservative. With one repeat only test-set sampling is covered (``Spread.method``
+says so). Unbounded
+quantities (differences, log ratios) keep a t-interval of the mean over repeats (NaN below two).
 """
 
 from __future__ import annotations
@@ -28,23 +38,24 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def one_vs_rest_counts(counts: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(numerator, denominator) counts of each one-vs-rest rate, each (..., C)."""
+    counts = np.asarray(counts, dtype=float)
+    tp = np.diagonal(counts, axis1=-2, axis2=-1)
+    fn = counts.sum(axis=-1) - tp
+    fp = counts.sum(axis=-2) - tp
+    tn = counts.sum(axis=(-2, -1))[..., None] - tp - fn - fp
+    return {"tpr": (tp, tp + fn), "fnr": (fn, tp + fn), "fpr": (fp, fp + tn),
+            "tnr": (tn, fp + tn)}
+
+
 def one_vs_rest(counts: np.ndarray) -> dict[str, np.ndarray]:
     """True/false positive/negative rates of each class, one class against the rest.
 
     ``counts`` is (..., C, C); each returned array is (..., C). ``tpr`` is the per-class
     accuracy (recall): correct predictions of the class over its test images.
     """
-    counts = np.asarray(counts, dtype=float)
-    tp = np.diagonal(counts, axis1=-2, axis2=-1)
-    fn = counts.sum(axis=-1) - tp
-    fp = counts.sum(axis=-2) - tp
-    tn = counts.sum(axis=(-2, -1))[..., None] - tp - fn - fp
-    return {
-        "tpr": _divide(tp, tp + fn),
-        "fnr": _divide(fn, tp + fn),
-        "fpr": _divide(fp, fp + tn),
-        "tnr": _divide(tn, fp + tn),
-    }
+    return {name: _divide(num, den) for name, (num, den) in one_vs_rest_counts(counts).items()}
 
 
 def class_accuracy(counts: np.ndarray) -> np.ndarray:
@@ -64,19 +75,27 @@ def confusion_rates(counts: np.ndarray) -> np.ndarray:
     return _divide(counts, counts.sum(axis=-1, keepdims=True))
 
 
+T_INTERVAL = "t over repeats"
+WILSON = "wilson: test counts and repeat spread"
+WILSON_TEST_ONLY = "wilson: test counts only (1 repeat)"
+
+
 @dataclass(frozen=True)
 class Spread:
-    """Mean over repeats with sample std and a 95% t-interval of the mean (NaN if n < 2)."""
+    """Mean over n repeats with sample std (NaN if n < 2) and a 95% interval; ``method`` names
+    how the interval was computed (T_INTERVAL, WILSON or WILSON_TEST_ONLY)."""
 
     mean: np.ndarray
     std: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
     n: int
+    method: str = T_INTERVAL
 
 
 def spread(values: np.ndarray, axis: int = 0) -> Spread:
-    """Mean, std and 95% interval of the mean of ``values`` along ``axis`` (the repeats)."""
+    """Mean, std and 95% t-interval of the mean of ``values`` along ``axis`` (the repeats);
+    for unbounded quantities such as differences (NaN interval with fewer than 2 repeats)."""
     values = np.asarray(values, dtype=float)
     n = values.shape[axis]
     mean = values.mean(axis=axis) if n else np.full(np.delete(values.shape, axis), np.nan)
@@ -86,6 +105,47 @@ def spread(values: np.ndarray, axis: int = 0) -> Spread:
     std = values.std(axis=axis, ddof=1)
     half = stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)
     return Spread(mean, std, mean - half, mean + half, n)
+
+
+def wilson(p: np.ndarray, n: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a proportion p observed over n trials at critical value z."""
+    p, n, z = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (p, n, z)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z2n = z**2 / n
+        centre = (p + z2n / 2) / (1 + z2n)
+        half = z / (1 + z2n) * np.sqrt(p * (1 - p) / n + z2n / (4 * n))
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def proportion_spread(successes: np.ndarray, trials: np.ndarray) -> Spread:
+    """Mean over repeats (axis 0) of successes / trials with a 95% interval inside [0, 1].
+
+    Variance of the mean: p(1 - p) / m (test-set sampling, m the mean trials of one repeat)
+    plus s^2 / R (spread between R repeats). The interval is Wilson's at the effective number
+    of trials p(1 - p) / variance, with Student's t at the Welch-Satterthwaite degrees of
+    freedom as critical value; with one repeat it covers test-set sampling only."""
+    k, m = (np.asarray(v, dtype=float) for v in (successes, trials))
+    share = _divide(k, m)
+    repeats = share.shape[0]
+    if not repeats:
+        return spread(share)
+    mean = share.mean(axis=0)
+    trials_per_repeat = m.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        test_var = mean * (1 - mean) / trials_per_repeat
+        if repeats < 2:
+            repeat_var = np.zeros_like(mean)
+            std = np.full_like(mean, np.nan)
+        else:
+            std = share.std(axis=0, ddof=1)
+            repeat_var = std**2 / repeats
+        total = test_var + repeat_var
+        n_eff = np.where(total > 0, mean * (1 - mean) / total, trials_per_repeat)
+        dof = np.where(repeat_var > 0, total**2 * max(repeats - 1, 1) / repeat_var**2, np.inf)
+    z = stats.t.ppf(0.975, dof)
+    lo, hi = wilson(mean, n_eff, z)
+    method = WILSON if repeats > 1 else WILSON_TEST_ONLY
+    return Spread(mean, std, lo, hi, repeats, method)
 
 
 @dataclass(frozen=True, order=True)
@@ -135,23 +195,29 @@ class PointMetrics:
 
     @property
     def confusion_rate(self) -> Spread:
-        """Spread over repeats of the (C, C) rate matrices."""
-        return spread(confusion_rates(self.counts))
+        """Spread over repeats of the (C, C) rate matrices (Wilson intervals)."""
+        return proportion_spread(self.counts, self.counts.sum(axis=-1, keepdims=True))
+
+    @property
+    def test_images(self) -> np.ndarray:
+        """Test images of each class behind one repeat (mean over repeats), (C,)."""
+        return self.counts.sum(axis=-1).mean(axis=0)
 
 
 def point_metrics(run: Run, point: GridPoint, replicas: Iterable[int]) -> PointMetrics:
     """Metrics of one grid point from the counts of its finished replicas."""
     idx = tuple(sorted(replicas))
     counts = run.counts[list(idx)]
-    rates = one_vs_rest(counts)
+    parts = one_vs_rest_counts(counts)
     realized = [v for i in idx if math.isfinite(v := run.replicas[i].realized_noise)]
     return PointMetrics(
         point=point,
         replicas=idx,
         counts=counts,
-        accuracy=spread(rates["tpr"]),
-        overall=spread(overall_accuracy(counts)),
-        rates={name: spread(rates[name]) for name in RATE_NAMES},
+        accuracy=proportion_spread(*parts["tpr"]),
+        overall=proportion_spread(np.trace(counts, axis1=-2, axis2=-1),
+                                  counts.sum(axis=(-2, -1))),
+        rates={name: proportion_spread(*parts[name]) for name in RATE_NAMES},
         realized_noise=float(np.mean(realized)) if realized else math.nan,
         recorded_noise_model="+".join(dict.fromkeys(run.replicas[i].noise_model for i in idx)),
     )
@@ -222,20 +288,24 @@ def _point_fields(pm: PointMetrics) -> dict[str, Any]:
 
 
 CLASS_METRIC_COLUMNS = (
-    *POINT_COLUMNS, "class", "n", "accuracy", "accuracy_std", "accuracy_lo", "accuracy_hi",
-    "accuracy_x1000", *(f"{name}{suffix}" for name in RATE_NAMES for suffix in ("", "_std")),
+    *POINT_COLUMNS, "class", "repeats", "test_images", "interval", "accuracy", "accuracy_std",
+    "accuracy_lo", "accuracy_hi", "accuracy_x1000",
+    *(f"{name}{suffix}" for name in RATE_NAMES for suffix in ("", "_std", "_lo", "_hi")),
 )
 
 
 def class_metric_rows(metrics: list[PointMetrics], classes: tuple[str, ...]) -> list[dict]:
-    """Tidy rows: one per grid point and class, accuracy with spread and the four rates."""
+    """Tidy rows: one per grid point and class, accuracy and the four rates, each with its std
+    over repeats and its 95% interval (``interval`` names the method, see the module doc)."""
     rows = []
     for pm in metrics:
+        acc, tests = pm.accuracy, pm.test_images
         for k, cls in enumerate(classes):
-            acc = pm.accuracy
             row = _point_fields(pm) | {
                 "class": cls,
-                "n": pm.accuracy.n,
+                "repeats": acc.n,
+                "test_images": float(tests[k]),
+                "interval": acc.method,
                 "accuracy": float(acc.mean[k]),
                 "accuracy_std": float(acc.std[k]),
                 "accuracy_lo": float(acc.lo[k]),
@@ -243,8 +313,9 @@ def class_metric_rows(metrics: list[PointMetrics], classes: tuple[str, ...]) -> 
                 "accuracy_x1000": x1000(acc.mean[k]),
             }
             for name in RATE_NAMES:
-                row[name] = float(pm.rates[name].mean[k])
-                row[f"{name}_std"] = float(pm.rates[name].std[k])
+                rate = pm.rates[name]
+                row |= {name: float(rate.mean[k]), f"{name}_std": float(rate.std[k]),
+                        f"{name}_lo": float(rate.lo[k]), f"{name}_hi": float(rate.hi[k])}
             rows.append(row)
     return rows
 
@@ -254,16 +325,18 @@ def x1000(value: float) -> int | None:
     return None if not np.isfinite(value) else int(round(float(value) * 1000))
 
 
-OVERALL_COLUMNS = (*POINT_COLUMNS, "n", "replicas", "realized_noise", "accuracy", "accuracy_std",
-                   "accuracy_lo", "accuracy_hi", "accuracy_x1000")
+OVERALL_COLUMNS = (*POINT_COLUMNS, "repeats", "replicas", "realized_noise", "interval", "accuracy",
+                   "accuracy_std", "accuracy_lo", "accuracy_hi", "accuracy_x1000")
 
 
 def overall_rows(metrics: list[PointMetrics]) -> list[dict]:
-    """Tidy rows: overall accuracy of each grid point with spread and realized noise."""
+    """Tidy rows: overall accuracy of each grid point with spread, 95% interval (method in
+    ``interval``) and realized noise."""
     return [
         _point_fields(pm) | {
-            "n": pm.overall.n,
+            "repeats": pm.overall.n,
             "replicas": " ".join(str(i) for i in pm.replicas),
+            "interval": pm.overall.method,
             "realized_noise": pm.realized_noise,
             "accuracy": float(pm.overall.mean),
             "accuracy_std": float(pm.overall.std),
@@ -275,8 +348,8 @@ def overall_rows(metrics: list[PointMetrics]) -> list[dict]:
     ]
 
 
-CONFUSION_COLUMNS = (*POINT_COLUMNS, "true", "predicted", "count", "rate", "count_diff",
-                     "rate_diff")
+CONFUSION_COLUMNS = (*POINT_COLUMNS, "repeats", "true", "predicted", "count", "rate",
+                     "count_diff", "rate_diff")
 
 
 def confusion_rows(
@@ -291,7 +364,7 @@ def confusion_rows(
     for i, true in enumerate(classes):
         for j, pred in enumerate(classes):
             row = _point_fields(pm) | {
-                "true": true, "predicted": pred,
+                "repeats": len(pm.replicas), "true": true, "predicted": pred,
                 "count": float(mean[i, j]), "rate": float(rate[i, j]),
             }
             if base_mean is not None:
@@ -314,22 +387,24 @@ def top_pairs(
 
 
 PAIR_COLUMNS = (*POINT_COLUMNS, "pair", "true", "predicted", "rate", "rate_std", "rate_lo",
-                "rate_hi", "n")
+                "rate_hi", "interval", "repeats")
 
 
 def pair_rows(
     points: list[PointMetrics], classes: tuple[str, ...], pairs: list[tuple[int, int]]
 ) -> list[dict]:
-    """Tidy rows: rate of each (true -> predicted) pair at each point, with spread."""
+    """Tidy rows: rate of each (true -> predicted) pair at each point, with spread and a 95%
+    Wilson interval (see the module doc)."""
     rows = []
     for pm in points:
-        per_rep = confusion_rates(pm.counts)
+        totals = pm.counts.sum(axis=-1)
         for i, j in pairs:
-            s = spread(per_rep[:, i, j])
+            s = proportion_spread(pm.counts[:, i, j], totals[:, i])
             rows.append(_point_fields(pm) | {
                 "pair": f"{classes[i]}->{classes[j]}", "true": classes[i],
                 "predicted": classes[j], "rate": float(s.mean), "rate_std": float(s.std),
-                "rate_lo": float(s.lo), "rate_hi": float(s.hi), "n": s.n,
+                "rate_lo": float(s.lo), "rate_hi": float(s.hi), "interval": s.method,
+                "repeats": s.n,
             })
     return rows
 
@@ -350,7 +425,8 @@ def pair_asymmetry(counts: np.ndarray, i: int, j: int) -> dict[str, Spread]:
 
 
 ASYMMETRY_COLUMNS = (*POINT_COLUMNS, "pair", "reverse", "rate", "reverse_rate", "diff", "diff_lo",
-                     "diff_hi", "log_ratio", "log_ratio_lo", "log_ratio_hi", "ratio", "n")
+                     "diff_hi", "log_ratio", "log_ratio_lo", "log_ratio_hi", "ratio", "n",
+                     "repeats")
 
 
 def asymmetry_rows(pm: PointMetrics, classes: tuple[str, ...], k: int | None = 10) -> list[dict]:
@@ -376,7 +452,7 @@ def _asymmetry_row(pm: PointMetrics, classes, i: int, j: int, asym: dict[str, Sp
         "rate": float(asym["rate_ij"].mean), "reverse_rate": float(asym["rate_ji"].mean),
         "diff": float(d.mean), "diff_lo": float(d.lo), "diff_hi": float(d.hi),
         "log_ratio": float(lr.mean), "log_ratio_lo": float(lr.lo), "log_ratio_hi": float(lr.hi),
-        "ratio": float(np.exp(lr.mean)), "n": d.n,
+        "ratio": float(np.exp(lr.mean)), "n": d.n, "repeats": d.n,
     }
 
 
@@ -407,9 +483,10 @@ def ranking_conditions(
 
 
 def ranking_columns(conditions: list[tuple[str, PointMetrics]]) -> tuple[str, ...]:
-    """The columns of ``ranking_rows``: accuracy, rank and (after the first) rank change of each
-    condition."""
-    per_condition = [(f"{name} acc_x1000", f"{name} rank", *((f"{name} change",) if i else ()))
+    """The columns of ``ranking_rows``: accuracy, repeats, rank and (after the first) rank
+    change of each condition."""
+    per_condition = [(f"{name} acc_x1000", f"{name} repeats", f"{name} rank",
+                      *((f"{name} change",) if i else ()))
                      for i, (name, _) in enumerate(conditions)]
     return ("class", *(c for cols in per_condition for c in cols), "total_move")
 
@@ -417,20 +494,23 @@ def ranking_columns(conditions: list[tuple[str, PointMetrics]]) -> tuple[str, ..
 def ranking_rows(
     conditions: list[tuple[str, PointMetrics]], classes: tuple[str, ...]
 ) -> list[dict]:
-    """One row per class: accuracy and rank in each condition, and the rank change vs the first.
+    """One row per class: accuracy, repeats and rank (of the mean accuracies) in each
+    condition, and the rank change vs the first.
 
     A negative change means the class moved toward the least accurate end.
     """
     if not conditions:
         return []
-    table = {name: (pm.accuracy.mean, ranks(pm.accuracy.mean)) for name, pm in conditions}
+    table = {name: (pm.accuracy.mean, ranks(pm.accuracy.mean), pm.accuracy.n)
+             for name, pm in conditions}
     ref_rank = table[conditions[0][0]][1]
     rows = []
     for k, cls in enumerate(classes):
         row: dict[str, Any] = {"class": cls}
         moves = []
-        for name, (acc, rk) in table.items():
+        for name, (acc, rk, repeats) in table.items():
             row[f"{name} acc_x1000"] = x1000(acc[k])
+            row[f"{name} repeats"] = repeats
             row[f"{name} rank"] = int(rk[k])
             if name != conditions[0][0]:
                 row[f"{name} change"] = int(rk[k] - ref_rank[k])
@@ -438,6 +518,42 @@ def ranking_rows(
         row["total_move"] = int(sum(moves))
         rows.append(row)
     return rows
+
+
+MIN_REPEATS = 2  # a ranking claim needs a spread to compare against
+
+
+def movers_evidence(conditions: list[tuple[str, PointMetrics]]) -> str:
+    """Why rank moves cannot be claimed ('' when they can): every condition needs at least
+    MIN_REPEATS finished repeats."""
+    thin = [f"{name} ({pm.accuracy.n})" for name, pm in conditions
+            if pm.accuracy.n < MIN_REPEATS]
+    if not thin:
+        return ""
+    return (f"too few repeats at {', '.join(thin)}; a rank move needs at least {MIN_REPEATS} "
+            "repeats in every condition")
+
+
+def rank_range(acc: Spread) -> tuple[np.ndarray, np.ndarray]:
+    """The ranks (1 = least accurate) each class could hold given the 95% intervals: above
+    every class whose interval lies entirely below its own, below every class entirely above."""
+    lo, hi = np.asarray(acc.lo, float), np.asarray(acc.hi, float)
+    below = (hi[None, :] < lo[:, None]).sum(axis=1)  # classes clearly less accurate
+    above = (lo[None, :] > hi[:, None]).sum(axis=1)  # classes clearly more accurate
+    return below + 1, len(lo) - above
+
+
+def firm_movers(conditions: list[tuple[str, PointMetrics]], classes: tuple[str, ...]) -> list[str]:
+    """Classes whose possible ranks (``rank_range``) in some condition do not overlap those in
+    the first: a rank move beyond the intervals. Empty with fewer than two conditions."""
+    if len(conditions) < 2:
+        return []
+    ref_lo, ref_hi = rank_range(conditions[0][1].accuracy)
+    moved = np.zeros(len(classes), dtype=bool)
+    for _, pm in conditions[1:]:
+        lo, hi = rank_range(pm.accuracy)
+        moved |= (lo > ref_hi) | (hi < ref_lo)
+    return [cls for cls, m in zip(classes, moved) if m]
 
 
 def biggest_movers(rows: list[dict], k: int = 3) -> list[str]:
@@ -468,7 +584,7 @@ def bump_rows(
     return rows
 
 
-LABEL_NOISE_COLUMNS = (*POINT_COLUMNS, "class", "realized_noise", "realized_noise_std", "n")
+LABEL_NOISE_COLUMNS = (*POINT_COLUMNS, "class", "realized_noise", "realized_noise_std", "repeats")
 
 
 def label_noise_rows(run: Run, metrics: list[PointMetrics]) -> list[dict]:
@@ -483,7 +599,7 @@ def label_noise_rows(run: Run, metrics: list[PointMetrics]) -> list[dict]:
         s = spread(moved)
         rows += [
             _point_fields(pm) | {"class": cls, "realized_noise": float(s.mean[k]),
-                                 "realized_noise_std": float(s.std[k]), "n": s.n}
+                                 "realized_noise_std": float(s.std[k]), "repeats": s.n}
             for k, cls in enumerate(run.classes)
         ]
     return rows

@@ -29,6 +29,7 @@ from labelsim.analysis import (
     size_fraction_table,
     size_need_table,
     summary_columns,
+    summary_notes,
     summary_rows,
     summary_table,
 )
@@ -46,7 +47,9 @@ from labelsim.analysis.metrics import (
     asymmetry_rows,
     biggest_movers,
     class_metric_rows,
+    firm_movers,
     label_noise_rows,
+    movers_evidence,
     overall_rows,
     ranking_columns,
     ranking_rows,
@@ -214,7 +217,9 @@ def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, float):
-        return "" if math.isnan(value) else ("inf" if math.isinf(value) else f"{value:.6g}")
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return "" if math.isnan(value) else f"{value:.6g}"
     return value
 
 
@@ -258,7 +263,9 @@ def _render_header(an: Analysis) -> str:
         f"{len(run.finished())} finished, {len(run.diverged())} diverged, "
         f"{len(run.unfinished())} pending or running",
         f"model {an.model}, noise model {an.noise_model}; accuracy x1000 (mean over repeats, "
-        "std); intervals are 95% (bootstrap over repeats for fits)",
+        "std); intervals are 95%: accuracies and rates by Wilson's score interval from the test "
+        "counts and the spread between repeats (inside [0, 1]), fits by a bootstrap over "
+        "repeats within each level",
     ]
     comp = an.comparison
     if comp is not None and comp.side_by_side:
@@ -268,8 +275,9 @@ def _render_header(an: Analysis) -> str:
     lines += [f"  {note}" for note in progress_notes(an)]
     fewest = min((pm.accuracy.n for pm in an.points), default=0)
     if fewest < 2:
-        lines.append("  note: some grid points have a single finished repeat: no spread or "
-                     "interval there (intervals need at least two repeats)")
+        lines.append("  note: some grid points have a single finished repeat: their accuracy "
+                     "intervals cover test-set sampling only, fits have no interval there, and no "
+                     "class is ranked on them (claims need at least two repeats)")
     for r in run.replicas:
         if not r.finished:
             step = f" at step {r.diverged_step}" if r.diverged_step is not None else ""
@@ -280,30 +288,39 @@ def _render_header(an: Analysis) -> str:
 
 def _render_classes(an: Analysis) -> str:
     headers, table = summary_table(an)
-    note = ("Per class (noise slope: accuracy lost per unit of requested noise rate; size to "
-            "95%: total training size reaching 95% of full-data accuracy, from the volume fit)")
-    return note + "\n" + format_table(headers, table)
+    note = ("Per class (baseline: mean ± std over repeats; noise slope: accuracy lost per unit "
+            "of requested noise rate)")
+    lines = [f"  {line}" for line in summary_notes(an)]
+    return "\n".join([note, format_table(headers, table), *lines])
+
+
+def _evidence(levels: int, repeats: int, unit: str) -> str:
+    """'3 noise levels x >= 2 repeats': the data behind a fit."""
+    return f"{levels} {unit}{'s' if levels != 1 else ''} x >= {repeats} repeat(s)"
 
 
 def _describe_noise(fit: NoiseFit) -> str:
+    line = (f"accuracy = {fit.intercept:.3f} - {fit.slope:.3f} {fmt_ci(*fit.slope_ci)} x noise "
+            f"({_evidence(fit.levels, fit.repeats, 'noise level')})")
+    if fit.linear_ok is None:
+        return f"{line}; {fit.note}"
     shape = "linear" if fit.linear_ok else "POOR linear fit"
-    return (f"accuracy = {fit.intercept:.3f} - {fit.slope:.3f} [{fmt_num(fit.slope_ci[0])}, "
-            f"{fmt_num(fit.slope_ci[1])}] x noise; R2 {fit.r2:.2f}, {shape} "
-            f"(curvature p {fmt_num(fit.curvature_p, '.2g')})")
+    return f"{line}; R2 {fit.r2:.2f}, {shape} (curvature p {fmt_num(fit.curvature_p, '.2g')})"
 
 
 def _describe_volume(fit: VolumeFit) -> str:
     formula = "a - b*n^-c" if fit.form == "power" else "a - b*exp(-n/c)"
     alt = f"; AIC {fit.aic:.1f} vs {fit.alt_aic:.1f} for {fit.alt_form}" if fit.alt_form else ""
     note = f" ({fit.note})" if fit.note else ""
-    return (f"{fit.form}: {formula}, n per class; asymptote a {fit.a:.3f} {fmt_ci(*fit.a_ci)}, "
-            f"b {fit.b:.3g}, c {fit.c:.3g} {fmt_ci(*fit.c_ci, '.3g')}{alt}{note}")
+    return (f"{fit.form}: {formula}, n per class ({_evidence(fit.levels, fit.repeats, 'size')}); "
+            f"asymptote a {fit.a:.3f} {fmt_ci(*fit.a_ci)}, b {fit.b:.3g}, c {fit.c:.3g} "
+            f"{fmt_ci(*fit.c_ci, '.3g')}{alt}{note}")
 
 
 def _describe_joint(fit: JointFit) -> str:
-    return (f"{fit.form}: a {fit.a:.3f}, b {fit.b:.3g}, c {fit.c:.3g}, noise slope at full "
-            f"data s {fit.s:.3f} {fmt_ci(*fit.s_ci)}, interaction t {fit.t:.3f} "
-            f"{fmt_ci(*fit.t_ci)}; "
+    return (f"{fit.form} ({_evidence(fit.levels, fit.repeats, 'grid point')}): a {fit.a:.3f}, "
+            f"b {fit.b:.3g}, c {fit.c:.3g}, noise slope at full data s {fit.s:.3f} "
+            f"{fmt_ci(*fit.s_ci)}, interaction t {fit.t:.3f} {fmt_ci(*fit.t_ci)}; "
             f"AIC {fit.aic:.1f} vs {fit.alt_aic:.1f} for {fit.alt_form}")
 
 
@@ -313,7 +330,8 @@ def _render_overall(an: Analysis) -> str:
     if an.baseline is not None:
         b = an.baseline.overall
         lines.append(f"  baseline (clean, n={an.baseline.point.train_size}): "
-                     f"{float(b.mean):.4f} ± {fmt_num(float(b.std), '.4f')} over {b.n} repeats")
+                     f"{float(b.mean):.4f} ± {fmt_num(float(b.std), '.4f')} "
+                     f"{fmt_ci(float(b.lo), float(b.hi), '.4f')} over {b.n} repeat(s)")
     if fits.overall_noise is not None:
         lines.append("  noise fit:  " + _describe_noise(fits.overall_noise))
     if fits.overall_volume is not None:
@@ -325,10 +343,11 @@ def _render_overall(an: Analysis) -> str:
         lines.append("  joint fit:  " + _describe_joint(fits.overall_joint))
     lines += [f"  {axis} fit: {reason}" for axis, reason in fits.skipped.items()]
     impact = impact_table(an)[-1]
-    if not math.isnan(impact["impact"]):
+    if math.isfinite(impact["noise_loss"]):
+        interval = (f"({impact['note']})" if impact["note"] else
+                    fmt_ci(impact["impact_lo"], impact["impact_hi"], ".2f"))
         lines.append(f"  impact index (10% noise vs 10% fewer labels, >1: noise hurts more): "
-                     f"{fmt_num(impact['impact'], '.2f')} "
-                     f"{fmt_ci(impact['impact_lo'], impact['impact_hi'], '.2f')}")
+                     f"{fmt_num(impact['impact'], '.2f')} {interval}")
     return "\n".join(lines) if len(lines) > 1 else ""
 
 
@@ -336,24 +355,15 @@ def _render_sensitivity(an: Analysis) -> str:
     s = an.sensitivity
     lines = []
     if s["noise_order"]:
-        lines.append(f"  by noise slope (steepest first): {', '.join(s['noise_order'])}")
-        lines.append(f"  most noise-sensitive: {_tie_text(s, 'noise')}")
+        lines.append(f"  most noise-sensitive (noise slope): {s['noise_claim']}")
+        if s["most_noise_sensitive"]:
+            lines.append(f"    point estimates, steepest first: {', '.join(s['noise_order'])}")
     if s["volume_order"]:
-        lines.append(f"  by volume need (size to {s['fraction']:.0%} of asymptote, largest "
-                     f"first): {', '.join(s['volume_order'])}")
-        lines.append(f"  most volume-hungry: {_tie_text(s, 'volume')}")
+        lines.append(f"  most volume-hungry (images/class to {s['need_target']}): "
+                     f"{s['volume_claim']}")
+        if s["most_volume_sensitive"]:
+            lines.append(f"    point estimates, largest first: {', '.join(s['volume_order'])}")
     return "Sensitivity\n" + "\n".join(lines) if lines else ""
-
-
-def _tie_text(sens: dict, kind: str) -> str:
-    """The most sensitive class and its ties, or that none stands out when all tie."""
-    key = "most_noise_sensitive" if kind == "noise" else "most_volume_sensitive"
-    classes, total = sens[key], len(sens[f"{kind}_order"])
-    if len(classes) <= 1:
-        return classes[0] if classes else "-"
-    if len(classes) == total:
-        return f"no class stands out: every interval overlaps {classes[0]}'s (the top one)"
-    return f"{classes[0]} (tied within intervals with {', '.join(classes[1:])})"
 
 
 def _render_ranking(an: Analysis) -> str:
@@ -368,15 +378,24 @@ def _render_ranking(an: Analysis) -> str:
             r = next(r for r in rows if r[f"{name} rank"] == position)
             cells.append(f"{r['class']} {fmt_num(r[f'{name} acc_x1000'], 'd')}")
         by_rank.append(cells)
-    movers = biggest_movers(rows)
+    repeats = ", ".join(f"{name} {pm.accuracy.n}" for name, pm in an.conditions)
+    text = (f"Ranking (1 = least accurate; mean accuracy x1000 over repeats: {repeats})\n"
+            + format_table(["#"] + names, by_rank))
+    why_not = movers_evidence(an.conditions)
+    if why_not:
+        return text + f"\n  rank moves not assessed: {why_not}"
+    firm = set(firm_movers(an.conditions, an.run.classes))
     moves = []
-    for cls in movers:
+    for cls in [c for c in biggest_movers(rows, k=len(rows)) if c in firm][:3]:
         r = next(r for r in rows if r["class"] == cls)
         changes = ", ".join(f"{n} {r[f'{n} change']:+d}" for n in names[1:])
         moves.append(f"{cls} ({changes})")
-    text = "Ranking (1 = least accurate; accuracy x1000)\n" + format_table(["#"] + names, by_rank)
     if moves:
-        text += "\n  largest rank moves (negative: toward least accurate): " + "; ".join(moves)
+        return text + ("\n  largest rank moves beyond the 95% intervals (negative: toward least "
+                       "accurate): " + "; ".join(moves))
+    if len(names) > 1:
+        return text + ("\n  no rank move clears the 95% intervals: every class's possible ranks "
+                       "overlap its baseline ones")
     return text
 
 
@@ -391,7 +410,8 @@ def _render_asymmetry(an: Analysis, k: int = 6) -> str:
               f"{fmt_ci(r['log_ratio_lo'], r['log_ratio_hi'], '+.2f')}"]
              for r in rows]
     headers = ["pair i->j", "rate", "j->i rate", "difference [CI]", "ratio", "log ratio [CI]"]
-    return ("Most asymmetric confusions at baseline (rate = count / true-class total)\n"
+    return (f"Most asymmetric confusions at baseline ({an.baseline.accuracy.n} repeat(s); rate = "
+            "count / true-class total; intervals: t over repeats)\n"
             + format_table(headers, table))
 
 
@@ -400,11 +420,12 @@ def render_comparison(an: Analysis) -> str:
     comp = an.comparison
     if comp is None or not comp.side_by_side:
         return ""
+    repeats = ", ".join(f"{c.model}/{c.noise_model} {c.repeats}" for c in comp.combos)
     lines = [
         "Noise sensitivity by model and noise model: accuracy lost per unit of REALIZED noise "
         "(share of training labels actually changed, replicas.csv realized_noise), so noise "
         "models are compared at the same amount of wrong labels; baseline x1000 (clean, full "
-        "data)",
+        f"data); fewest repeats per level: {repeats}",
         format_table(*compare.slope_table(comp)),
         *(f"  {line}" for line in compare.unfitted_lines(comp)),
         "  realized vs requested noise rate:",
@@ -426,9 +447,13 @@ def render_human(an: Analysis) -> str:
         for human in comp.human_models:
             headers, table = compare.human_table(comp, model, human)
             if table:
+                pair = [c for c in comp.combos if c.model == model
+                        and c.noise_model in (human, *comp.synthetic_models)]
+                fewest = min((c.repeats for c in pair), default=0)
                 parts.append(f"Does synthetic noise predict what real annotators do? Model "
                              f"{model}, {human}: slope per unit realized noise; difference = "
-                             "human - synthetic with its 95% interval\n"
+                             f"human - synthetic with its 95% interval; at least {fewest} "
+                             "repeat(s) per level\n"
                              + format_table(headers, table))
     summary = [f"  {compare.agreement_text(r)}" for r in compare.agreement_rows(comp)]
     return "\n\n".join(parts) + "\n" + "\n".join(summary) + f"\n  {compare.VERDICT_LEGEND}"

@@ -1,7 +1,14 @@
 """Curve fits of per-class accuracy against label noise and training volume, with bootstrap
 intervals: one module per fit (noise, volume, joint), run.py fits a whole run."""
 
-from labelsim.analysis.fits.common import ALPHA, MIN_BOOT, FitError, percentile_ci
+from labelsim.analysis.fits.common import (
+    ALPHA,
+    MIN_BOOT,
+    MIN_LEVELS,
+    NOT_ENOUGH_LEVELS,
+    FitError,
+    percentile_ci,
+)
 from labelsim.analysis.fits.joint import JointFit, fit_joint, joint_curve
 from labelsim.analysis.fits.noise import NoiseFit, fit_noise
 from labelsim.analysis.fits.run import RunFits, fit_run, fits_to_json, json_ready, pick_model
@@ -10,6 +17,8 @@ from labelsim.analysis.fits.volume import VolumeFit, fit_volume, volume_curve, v
 __all__ = [
     "ALPHA",
     "MIN_BOOT",
+    "MIN_LEVELS",
+    "NOT_ENOUGH_LEVELS",
     "FitError",
     "JointFit",
     "NoiseFit",

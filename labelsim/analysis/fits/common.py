@@ -14,6 +14,8 @@ from scipy import stats
 
 ALPHA = 0.05  # two-sided: 95% intervals
 MIN_BOOT = 10  # fewer successful bootstrap fits than this give NaN intervals
+MIN_LEVELS = 3  # distinct levels a curve's shape needs (two only give a straight difference)
+NOT_ENOUGH_LEVELS = "not enough levels to fit"
 
 Interval = tuple[float, float]
 NAN_CI: Interval = (math.nan, math.nan)
@@ -31,6 +33,15 @@ def finite_points(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
     for arr in arrays:
         keep &= np.isfinite(arr)
     return (x[keep], *(arr[keep] for arr in arrays))
+
+
+def fewest_repeats(groups: np.ndarray) -> int:
+    """The fewest points at any level (a level: a distinct row of ``groups``); 0 if empty."""
+    groups = np.asarray(groups)
+    if not len(groups):
+        return 0
+    _, sizes = np.unique(groups.reshape(len(groups), -1), axis=0, return_counts=True)
+    return int(sizes.min())
 
 
 def gaussian_aic(rss: float, m: int, k: int) -> float:

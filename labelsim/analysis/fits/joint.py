@@ -12,9 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from labelsim.analysis.fits.common import (
+    MIN_LEVELS,
+    NOT_ENOUGH_LEVELS,
     FitError,
     Interval,
     boot_values,
+    fewest_repeats,
     finite_points,
     gaussian_aic,
     percentile_ci,
@@ -44,6 +47,8 @@ class JointFit:
     n_points: int
     size_unit: str = "per_class"
     boot_failed: int = 0
+    levels: int = 0  # distinct (size, noise rate) grid points
+    repeats: int = 0  # the fewest finished repeats at any of them
 
     def predict(self, n_per_class: float | np.ndarray, noise: float | np.ndarray) -> np.ndarray:
         """Accuracy at a per-class count and noise rate (arrays broadcast)."""
@@ -117,8 +122,10 @@ def fit_joint(
 
     The linear parameters are unbounded; c lies in [0.001, 4]."""
     nr, y = finite_points(np.column_stack([n_per_class, noise]), accuracy)
-    if len(np.unique(nr[:, 0])) < 2 or len(np.unique(nr[:, 1])) < 2:
-        raise FitError("a joint fit needs at least two sizes and two noise levels")
+    sizes, rates = len(np.unique(nr[:, 0])), len(np.unique(nr[:, 1]))
+    if sizes < MIN_LEVELS or rates < 2:
+        raise FitError(f"{NOT_ENOUGH_LEVELS}: {sizes} size(s) and {rates} noise level(s); a "
+                       f"joint fit needs {MIN_LEVELS} sizes and 2 noise levels")
     rng = rng or np.random.default_rng(0)
     n_ref = float(nr[:, 0].max())
     x, r = nr[:, 0] / n_ref, nr[:, 1]
@@ -135,7 +142,8 @@ def fit_joint(
     cis = [percentile_ci(samples[ok, j]) for j in range(5)]
     fit = JointFit(best, *(float(v) for v in public), *cis, n_ref=n_ref, aic=aics[best],
                    alt_form=alt, alt_aic=aics[alt], n_points=len(y),
-                   boot_failed=int((~ok).sum()))
+                   boot_failed=int((~ok).sum()), levels=len(np.unique(nr, axis=0)),
+                   repeats=fewest_repeats(nr))
     return fit, samples[ok]
 
 

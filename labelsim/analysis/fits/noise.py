@@ -1,5 +1,8 @@
 """The noise fit: accuracy = a - b * noise_rate (least squares; b > 0 means accuracy falls),
-with tests of whether a line describes the data at all (curvature, lack of fit)."""
+with tests of whether a line describes the data at all (curvature, lack of fit).
+
+Two noise levels give a slope (the difference between them) but no test of the line: R^2 is
+NaN, ``linear_ok`` None and ``note`` says there are not enough levels to fit (MIN_LEVELS)."""
 
 from __future__ import annotations
 
@@ -11,10 +14,13 @@ from scipy import stats
 
 from labelsim.analysis.fits.common import (
     ALPHA,
+    MIN_LEVELS,
     NAN_CI,
+    NOT_ENOUGH_LEVELS,
     FitError,
     Interval,
     boot_values,
+    fewest_repeats,
     finite_points,
     percentile_ci,
 )
@@ -29,14 +35,16 @@ class NoiseFit:
     intercept: float
     slope: float
     slope_ci: Interval
-    r2: float  # of the level means
-    linear_ok: bool
+    r2: float  # of the level means (NaN with fewer than MIN_LEVELS levels)
+    linear_ok: bool | None  # None: too few levels to judge the line
     n_points: int
     intercept_ci: Interval = NAN_CI
     curvature_p: float = math.nan  # F test of a quadratic term (NaN when untestable)
     lack_of_fit_p: float = math.nan  # level means vs the line, against repeat scatter
     levels: int = 0
     boot_failed: int = 0
+    repeats: int = 0  # the fewest finished repeats at any noise level
+    note: str = ""
 
     def predict(self, noise: float | np.ndarray) -> np.ndarray:
         """Accuracy at a noise rate (array ok)."""
@@ -50,20 +58,27 @@ def fit_noise(
     """Line through replica-level points; returns the fit and (B, 2) [intercept, slope] samples."""
     x, y = finite_points(noise, accuracy)
     if len(np.unique(x)) < 2:
-        raise FitError("a noise fit needs at least two noise levels with finished replicas")
+        raise FitError(f"{NOT_ENOUGH_LEVELS}: {len(np.unique(x))} noise level with finished "
+                       "replicas; a noise slope needs 2")
     rng = rng or np.random.default_rng(0)
     intercept, slope = _line(x, y)
     b_int, b_slope = _line(x, boot_values(x, y, n_boot, rng))
     samples = np.column_stack([b_int, b_slope])
     ok = np.all(np.isfinite(samples), axis=1)
-    slope_ci = percentile_ci(samples[ok, 1])
-    r2 = _r2_of_means(x, y, intercept, slope)
+    levels = len(np.unique(x))
     p_curve, p_lof = curvature_p(x, y), lack_of_fit_p(x, y, intercept, slope)
+    r2, linear_ok, note = math.nan, None, ""
+    if levels < MIN_LEVELS:
+        note = (f"{NOT_ENOUGH_LEVELS} a line: {levels} noise levels (judging a line needs "
+                f"{MIN_LEVELS}); the slope is the difference between them")
+    else:
+        r2 = _r2_of_means(x, y, intercept, slope)
+        linear_ok = _linear_ok(r2, p_curve, p_lof)
     return NoiseFit(
-        intercept=intercept, slope=slope, slope_ci=slope_ci, r2=r2,
-        linear_ok=_linear_ok(r2, p_curve, p_lof), n_points=len(x),
-        intercept_ci=percentile_ci(samples[ok, 0]), curvature_p=p_curve, lack_of_fit_p=p_lof,
-        levels=len(np.unique(x)), boot_failed=int((~ok).sum()),
+        intercept=intercept, slope=slope, slope_ci=percentile_ci(samples[ok, 1]), r2=r2,
+        linear_ok=linear_ok, n_points=len(x), intercept_ci=percentile_ci(samples[ok, 0]),
+        curvature_p=p_curve, lack_of_fit_p=p_lof, levels=levels, boot_failed=int((~ok).sum()),
+        repeats=fewest_repeats(x), note=note,
     ), samples[ok]
 
 

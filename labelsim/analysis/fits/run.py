@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from labelsim.analysis.fits.common import FitError
+from labelsim.analysis.fits.common import MIN_LEVELS, NOT_ENOUGH_LEVELS, FitError
 from labelsim.analysis.fits.joint import JointFit, fit_joint
 from labelsim.analysis.fits.noise import NoiseFit, fit_noise
 from labelsim.analysis.fits.volume import VolumeFit, fit_volume
@@ -108,8 +108,8 @@ def _fit_noise_axis(
     reps = _axis_replicas(run, model, noise_model, axis="noise")
     x = np.array([r.noise_rate for r in reps])
     if len(np.unique(x)) < 2:
-        skipped["noise"] = (f"not enough data: finished replicas at n={run.full_size(model)} cover "
-                            f"{_levels(list(x), 'noise level')}; the noise fit needs 2")
+        skipped["noise"] = (f"{NOT_ENOUGH_LEVELS}: finished replicas at n={run.full_size(model)} "
+                            f"cover {_levels(list(x), 'noise level')}; a noise slope needs 2")
         return {}, None
     inputs = [(x,)] * len(run.classes)
     return _fit_classes(run, reps, "noise", fit_noise, inputs, (x,), n_boot, seed, samples, skipped)
@@ -120,9 +120,10 @@ def _fit_volume_axis(
 ) -> tuple[dict[str, VolumeFit], VolumeFit | None]:
     reps = _axis_replicas(run, model, "", axis="volume")
     sizes = [float(r.train_size) for r in reps]
-    if len(set(sizes)) < 2:
-        skipped["volume"] = (f"not enough data: finished clean replicas cover "
-                             f"{_levels(sizes, 'training size')}; the volume fit needs 2")
+    if len(set(sizes)) < MIN_LEVELS:
+        skipped["volume"] = (f"{NOT_ENOUGH_LEVELS}: finished clean replicas cover "
+                             f"{_levels(sizes, 'training size')}; a volume curve needs "
+                             f"{MIN_LEVELS}")
         return {}, None
     n, mean_n = _sizes(run, reps)
     inputs = [(n[:, k],) for k in range(run.num_classes)]
@@ -136,7 +137,8 @@ def _fit_joint_axis(
     reps = _axis_replicas(run, model, noise_model, axis="joint")
     if not any(r.experiment == "cross" for r in reps):
         if any(r.experiment == "cross" and r.model == model for r in run.replicas):
-            skipped["joint"] = "not enough data: no replica of the cross grid has finished yet"
+            skipped["joint"] = (f"{NOT_ENOUGH_LEVELS}: no replica of the cross grid has finished "
+                                "yet")
         return None, None
     n, mean_n = _sizes(run, reps)
     noise = np.array([r.noise_rate for r in reps])
@@ -173,7 +175,7 @@ def _fit_classes(
     try:
         fit, boot = fitter(*overall_inputs, overall, n_boot, _rng(seed, stream, 10**6))
     except FitError as exc:
-        skipped[axis] = f"not enough data: {exc}"
+        skipped[axis] = str(exc)
         return fits, None
     samples[f"overall_{axis}"] = boot
     return fits, fit

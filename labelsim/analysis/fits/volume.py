@@ -1,5 +1,6 @@
 """The volume fit: accuracy = a - b * n ** (-c) ("power") or a - b * exp(-n / c) ("exp"), the
-better by AIC; n is the per-class training count and a the asymptote in both forms."""
+better by AIC; n is the per-class training count and a the asymptote in both forms. A curve
+with a shape parameter needs at least MIN_LEVELS distinct sizes; fewer raise FitError."""
 
 from __future__ import annotations
 
@@ -10,17 +11,18 @@ from typing import Callable, Sequence
 import numpy as np
 
 from labelsim.analysis.fits.common import (
+    MIN_LEVELS,
     NAN_CI,
+    NOT_ENOUGH_LEVELS,
     FitError,
     Interval,
     boot_values,
+    fewest_repeats,
     finite_points,
     gaussian_aic,
     percentile_ci,
 )
 from labelsim.analysis.fits.solvers import polish, separable, solve_bounded_line
-
-FIXED_EXPONENT = 0.5  # power-law exponent used when only two sizes exist (c not identifiable)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class VolumeFit:
     n_range: Interval = NAN_CI  # smallest and largest per-class count in the data
     boot_failed: int = 0
     note: str = ""
+    levels: int = 0  # distinct training sizes
+    repeats: int = 0  # the fewest finished repeats at any size
 
     def predict(self, n: float | np.ndarray) -> np.ndarray:
         """Accuracy at per-class count n (array ok)."""
@@ -138,11 +142,10 @@ def fit_volume(
     """Fit each form, keep the best by AIC; returns the fit and (B, 3) [a, b, c] samples."""
     n, y = finite_points(n_per_class, accuracy)
     levels = len(np.unique(n))
-    if levels < 2:
-        raise FitError("a volume fit needs at least two training sizes with finished replicas")
+    if levels < MIN_LEVELS:
+        raise FitError(f"{NOT_ENOUGH_LEVELS}: {levels} training size(s) with finished replicas; "
+                       f"a volume curve needs {MIN_LEVELS}")
     rng = rng or np.random.default_rng(0)
-    if levels == 2:
-        return _fit_volume_fixed(n, y, n_boot, rng)
     n_ref = float(n.min())
     x = n / n_ref
     points = {name: _point_volume(FORMS[name], x, y) for name in forms}
@@ -183,21 +186,6 @@ def _volume_fit(
         form=form, a=float(p[0]), b=float(p[1]), c=float(p[2]),
         a_ci=cis[0], b_ci=cis[1], c_ci=cis[2], aic=float(aic), alt_form=alt,
         alt_aic=float(alt_aic), n_points=len(n), n_range=(float(n.min()), float(n.max())),
-        boot_failed=int(failed), note=note,
+        boot_failed=int(failed), note=note, levels=len(np.unique(n)), repeats=fewest_repeats(n),
     )
 
-
-def _fit_volume_fixed(
-    n: np.ndarray, y: np.ndarray, n_boot: int, rng: np.random.Generator
-) -> tuple[VolumeFit, np.ndarray]:
-    """Two sizes: power law with the exponent fixed, a and b by bounded least squares."""
-    u = n ** (-FIXED_EXPONENT)
-    (a, b), rss = solve_bounded_line(u, y)
-    boot, _ = solve_bounded_line(u, boot_values(n, y, n_boot, rng))
-    samples = np.column_stack([boot, np.full(len(boot), FIXED_EXPONENT)])
-    ok = np.all(np.isfinite(samples), axis=1)
-    note = "; ".join(n for n in (f"only two sizes: exponent fixed at {FIXED_EXPONENT}",
-                                 _bound_note(a)) if n)
-    fit = _volume_fit("power", (a, b, FIXED_EXPONENT), samples[ok], gaussian_aic(rss, len(y), 2),
-                      "", math.nan, n, int((~ok).sum()), note)
-    return fit, samples[ok]
