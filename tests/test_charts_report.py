@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import html
 import json
 import re
 from pathlib import Path
@@ -101,6 +102,11 @@ def test_report_is_offline_with_one_bundle_and_one_spec_per_chart(
     assert sorted(divs) == sorted(specs) and set(specs) == CHART_IDS
     assert "Configuration" in page
     assert "diverged" in page and "fake cpu" in page
+    # the sensitivity claims are the analysis's gated ones, word for word (or why none stands out)
+    for key in ("noise_claim", "volume_claim"):
+        claim = analysis.sensitivity[key]
+        assert claim and html.escape(claim) in page
+    assert "of its asymptote" not in page
 
 
 def test_one_chart_exports_to_png_svg_json_and_html(tmp_path: Path) -> None:

@@ -149,8 +149,8 @@ def _fits_section(an: Analysis) -> str:
                      + html_table(fractions, formats={"fraction_observed": ".1%",
                                                       "fraction_fit": ".1%", "accuracy": ".4f"}))
     parts.append("<h3>Training size needed</h3><p>Per-class count and total training size at "
-                 "which the fitted curve reaches 90% / 95% of full-data accuracy or of its "
-                 "asymptote, with 95% bootstrap intervals. '&lt;N': already reached at the "
+                 "which the fitted curve reaches 90% / 95% of full-data accuracy (the class's "
+                 "fitted clean accuracy at the largest measured size), with 95% bootstrap intervals. '&lt;N': already reached at the "
                  "smallest measured size N; beyond the largest size the curve is "
                  "extrapolated.</p>" + html_table(size_need_display(size_need_table(an))))
     parts.append("<h3>Impact index</h3><p>Accuracy lost to 10% label noise over accuracy lost "
@@ -178,30 +178,19 @@ def _fit_table(fit: Any) -> str:
 
 
 def _sensitivity_section(an: Analysis) -> str:
-    """The most noise-sensitive and most volume-hungry classes, and the per-class table."""
+    """The most noise-sensitive and most volume-hungry classes, each claimed only when the
+    evidence separates it (the analysis's claim text says which, or why none), and the table."""
     s = an.sensitivity
     lines = []
-    if s["most_noise_sensitive"]:
-        lines.append(f"Most noise-sensitive: <b>{_ties(s, 'noise')}</b>.")
-    if s["most_volume_sensitive"]:
-        lines.append(f"Most volume-hungry (size to {s['fraction']:.0%} of asymptote): "
-                     f"<b>{_ties(s, 'volume')}</b>.")
-    text = " ".join(lines) + " Classes whose 95% intervals overlap the top one are a tie."
-    return f"<p>{text}</p>" + html_table(s["rows"], formats={
+    if s.get("noise_claim"):
+        lines.append(f"Most noise-sensitive: <b>{html.escape(s['noise_claim'])}</b>.")
+    if s.get("volume_claim"):
+        target = s.get("need_target", f"{s['fraction']:.0%} of full-data accuracy")
+        lines.append(f"Most volume-hungry (images per class to {html.escape(target)}): "
+                     f"<b>{html.escape(s['volume_claim'])}</b>.")
+    return f"<p>{' '.join(lines)}</p>" + html_table(s["rows"], formats={
         "need": ".0f", "need_lo": ".0f", "need_hi": ".0f", "slope_rank": "d", "need_rank": "d"},
         infinite="never")
-
-
-def _ties(sens: dict, kind: str) -> str:
-    """The top class of ``kind`` (noise or volume) with the classes tied with it."""
-    key = "most_noise_sensitive" if kind == "noise" else "most_volume_sensitive"
-    classes, total = sens[key], len(sens[f"{kind}_order"])
-    first = html.escape(classes[0])
-    if len(classes) == 1:
-        return first
-    if len(classes) == total:
-        return f"none stands out (every class's interval overlaps {first}'s)"
-    return f"{first} (tied with {html.escape(', '.join(classes[1:]))})"
 
 
 def tables_sections(an: Analysis) -> list[tuple[str, str]]:
@@ -212,8 +201,8 @@ def tables_sections(an: Analysis) -> list[tuple[str, str]]:
         ("Per-class summary", "<p>Accuracy x1000 (mean over repeats ± std); noise slope = "
          "accuracy lost per unit of requested noise rate (the grid level) with its 95% "
          "bootstrap interval; line: whether a straight line fits (no significant curvature or "
-         "lack of fit); size to 95% = total training size reaching 95% of full-data accuracy, "
-         "from the volume fit ('&lt;N': already reached at the smallest size N).</p>"
+         "lack of fit); size to 95% = images per class at which the class's volume fit reaches "
+         "95% of its full-data accuracy ('&lt;N': already reached at the smallest size N).</p>"
          + html_grid(*summary_table(an))),
         ("Fits", _fits_section(an)),
         ("Sensitivity", _sensitivity_section(an)),
