@@ -27,6 +27,8 @@ COMMANDS = {
     "report": ("report", "one offline HTML page with every chart and table of a run"),
     "check": ("check", "verify a run directory; exits non-zero on any fault"),
     "budget": ("budget", "plan a labeling budget on a run's fitted per-class curves"),
+    "oof": ("oof", "out-of-fold class probabilities of every training record (cross-fitted replicas)"),
+    "recommend": ("recommend", "which records to label or relabel, and at which tier, within a budget"),
 }
 
 EXIT_OS_ERROR = 1
