@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--design", type=int, default=48, help="points of the shared design")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--first", type=int, default=0,
+                        help="start at this scenario (a second process can take the later ones; a run "
+                             "without --first then reads their finished runs from --work)")
+    parser.add_argument("--name", default=NAME, help=f"results file name under benchmarks/results (default {NAME})")
     args = parser.parse_args(argv)
     if not (args.run / "run.json").exists():
         print(f"error: no run at {args.run}; train it first: python run_grid.py --preset demo --out {args.run}",
@@ -196,14 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     recipe = {"repeats": args.repeats, "rounds": args.rounds, "design": args.design,
               "seed": args.seed, "margin_se": MARGIN_SE, "noise_range": NOISE_RANGE,
               "labels_per_class": LABELS_PER_CLASS}  # fmt: skip
-    saved = RESULTS_DIR / f"{NAME}.json"
+    saved = RESULTS_DIR / f"{args.name}.json"
     done: dict[int, dict] = {}
     if saved.exists():
         old = json.loads(saved.read_text())
         if old.get("recipe") == json.loads(json.dumps(recipe)):
             done = {s["index"]: s for s in old.get("scenarios", [])}
     start, ran = time.perf_counter(), 0
-    for index in range(args.scenarios):
+    for index in range(args.first, args.scenarios):
         if index in done:
             continue
         spec = scenario(index, args.seed, list(context.classes))
@@ -215,11 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scenario {index + 1}/{args.scenarios}: {done[index]['verdict']} "
               f"({done[index]['seconds']:.0f} s; about {eta / 60:.0f} min left)", flush=True)
         scenarios = [done[i] for i in sorted(done)]
-        save_json(NAME, {"recipe": recipe, "summary": summary(scenarios), "scenarios": scenarios})
+        save_json(args.name, {"recipe": recipe, "summary": summary(scenarios), "scenarios": scenarios})
     scenarios = [done[i] for i in sorted(done)]
     rows = summary(scenarios)
     print_table(rows, list(rows[0]))
-    print(f"saved {save_json(NAME, {'recipe': recipe, 'summary': rows, 'scenarios': scenarios})}")
+    print(f"saved {save_json(args.name, {'recipe': recipe, 'summary': rows, 'scenarios': scenarios})}")
     return 0
 
 
