@@ -129,7 +129,8 @@ class LoopAnswer:
         text = (f"{rec.label!r} measured {_pct(rec.mean(problem))} on fresh repeats, {gain * 100:+.1f} "
                 f"+- {se * 100:.1f} points over {simple.label!r} ({_pct(simple.mean(problem))})")
         if gain <= 0:
-            text += "; the fresh repeats do not confirm the rounds' gain: the two plans are as good as each other"
+            text += (f"; the fresh repeats do not confirm the rounds' gain, so it is not shown to be better than "
+                     f"{simple.label!r}, which is the safer choice")
         return text
 
 
