@@ -378,7 +378,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="labelsim's grid seed; Keras repeat r uses seed + r")
     parser.add_argument("--kernel-init", default="glorot_uniform", choices=("glorot_uniform", "lecun_normal"),
                         help="Keras side's kernel initializer: glorot_uniform (Keras's default, the study's; default) "
-                        "or lecun_normal (flax's, labelsim's); the latter saves as keras_reference_lecun_normal.json")
+                        "or lecun_normal (flax's default); the latter saves as keras_reference_lecun_normal.json")
     parser.add_argument("--resume", action="store_true", help="keep the parts a killed run saved and train the rest")
     args = parser.parse_args(argv)
     if args.repeats < 2:

@@ -43,8 +43,6 @@ IMAGE_SIZE = 32
 # CIFAR-10 per-channel mean and standard deviation of pixel values in [0, 1].
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
-# flax's default lecun_normal: a normal truncated at 2 sigma, rescaled to keep variance 1/fan_in.
-TRUNCATED_NORMAL_STD = 0.87962566103423978
 
 
 class ConvELUBN(nn.Sequential):
@@ -83,12 +81,11 @@ class SmallCNN(nn.Module):
 
 
 def init_like_flax(model: nn.Module) -> None:
-    """Initialise conv and dense layers as flax does: truncated lecun normal weights, zero biases."""
+    """Initialise conv and dense layers as labelsim's flax small_cnn does: Glorot-uniform weights
+    (the study's Keras default), zero biases."""
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
-            fan_in = module.weight[0].numel()
-            std = fan_in**-0.5 / TRUNCATED_NORMAL_STD
-            nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+            nn.init.xavier_uniform_(module.weight)
             nn.init.zeros_(module.bias)
 
 

@@ -149,3 +149,18 @@ def test_inception_block_forward() -> None:
     y = _forward(block, variables, x, train=True)
     assert y.shape == (2, 8, 8, 64 + 128 + 32 + 32)
     assert bool(jnp.all(y >= 0)) and bool(jnp.all(jnp.isfinite(y)))  # ReLU on every branch
+
+
+@pytest.mark.parametrize("conv", ["xla", "patches"])
+def test_small_cnn_kernels_start_glorot_uniform_like_the_studys_keras_layers(conv: str) -> None:
+    from labelsim.models.small_cnn import SmallCNN
+
+    model = SmallCNN(num_classes=10, width=32, conv=conv)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False)["params"]
+    for name, fan_in, fan_out in (("Conv_0", 9 * 3, 9 * 32), ("Conv_5", 9 * 128, 9 * 128), ("Dense_0", 2048, 10)):
+        kernel = np.asarray(params[name]["kernel"])
+        limit = np.sqrt(6.0 / (fan_in + fan_out))  # uniform on [-limit, limit]
+        assert np.abs(kernel).max() <= limit
+        assert np.abs(kernel).max() > 0.95 * limit  # uniform fills the range; a normal would not stop at it
+        assert np.std(kernel) == pytest.approx(limit / np.sqrt(3.0), rel=0.1)
+        assert not np.any(np.asarray(params[name]["bias"]))
