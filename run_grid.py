@@ -13,9 +13,8 @@ every flag, ``--debug`` shows the traceback of a failure.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from labelsim.__main__ import add_debug_flag, run_guarded
+from labelsim.__main__ import add_debug_flag, exit_process, run_guarded
 from labelsim.commands import train
 from labelsim.commands.train import add_arguments, resolve_config
 from labelsim.config import PRESETS
@@ -38,4 +37,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

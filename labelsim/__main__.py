@@ -4,7 +4,8 @@ budget the finished run.
 A failure ends a command with one line on stderr that says what to do next, and an exit status:
 2 bad input (flags or stored files), 1 an OS error (disk full, permission denied) or a fault in
 labelsim, 130 Ctrl-C, 143 SIGTERM (which stops a command as Ctrl-C does, keeping what it
-finished). ``--debug`` shows the traceback instead."""
+finished). ``--debug`` shows the traceback instead. A reader that closes the output early (as
+``| head``) ends a command quietly with 141, as a shell reports a process stopped by SIGPIPE."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import argparse
 import contextlib
 import errno
 import importlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from labelsim.config import ConfigError
 
@@ -35,6 +37,7 @@ EXIT_OS_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # as a shell reports a process the signal ended
 EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE (signal.SIGPIPE does not exist on Windows)
 
 _REMEDIES = {
     errno.ENOSPC: "free some disk space",
@@ -94,13 +97,27 @@ def run_guarded(parse: Callable[[], argparse.Namespace]) -> int:
     with sigterm_as_interrupt():
         try:
             args = parse()
-            return int(args._module.run(args) or 0)
+            status = int(args._module.run(args) or 0)
+            sys.stdout.flush()  # here, so that a closed pipe is met inside the guard
+            return status
+        except BrokenPipeError:
+            _discard_stdout()
+            return EXIT_BROKEN_PIPE
         except (Exception, KeyboardInterrupt) as err:
             if args is not None and args.debug:
                 raise
             message, status = failure(err, args)
             print(message, file=sys.stderr)
             return status
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device: the reader closed the pipe, and the interpreter's last flush
+    would fail on it again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is no file (captured or closed): nothing to flush
+        return
 
 
 def failure(err: BaseException, args: argparse.Namespace | None) -> tuple[str, int]:
@@ -131,5 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(lambda: build_parser().parse_args(argv))
 
 
+def exit_process(status: int) -> NoReturn:
+    """End the process with ``status``. A command stopped by Ctrl-C or SIGTERM ends at once, its files
+    written and its output flushed: the interpreter's teardown could otherwise meet the native threads of
+    an interrupted computation and crash (a segmentation fault after the one-line message)."""
+    if status in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

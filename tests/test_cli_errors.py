@@ -9,6 +9,7 @@ import csv
 import errno
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -94,6 +95,71 @@ def test_a_training_failure_is_one_line_with_the_next_step_and_its_status(
     assert ENTRIES[entry](["--out", str(out), "--no-progress"]) == status
     captured = capsys.readouterr()
     assert only_line(captured.err) == expected.format(out=out) and captured.out == ""
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_an_interrupt_recommends_resume_only_for_a_run_this_command_started_or_resumes(
+    resume: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    write_fake_run(out)  # a run.json this (fresh) command did not write: it was stopped before its checks
+    failing_runner(monkeypatch, lambda out: KeyboardInterrupt(), started=False)
+    argv = ["--out", str(out), "--no-progress"] + (["--resume"] if resume else [])
+    assert run_grid.main(argv) == 130
+    resumable = f"interrupted; finished replicas are saved. {RESUME}".format(out=out)
+    assert only_line(capsys.readouterr().err) == (resumable if resume else "interrupted; run the same command again")
+
+
+def test_the_printed_commands_are_shell_quoted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "it's a run; $HOME"
+    monkeypatch.setattr(runner, "run_grid", lambda config, out, **_: Path(out))
+    assert run_grid.main(["--out", str(out), "--no-progress"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("next: "))
+    analyze, report = line.removeprefix("next: ").split("   |   ")
+    assert shlex.split(analyze) == ["python", "-m", "labelsim", "analyze", str(out)]
+    assert shlex.split(report) == ["python", "-m", "labelsim", "report", str(out)]
+    failing_runner(monkeypatch, lambda out: KeyboardInterrupt(), started=True)
+    assert run_grid.main(["--out", str(out), "--no-progress"]) == 130
+    then = only_line(capsys.readouterr().err).split("Continue with: ")[1]
+    assert shlex.split(then) == ["--out", str(out), "--resume"]
+
+
+def test_a_closed_output_pipe_ends_a_command_quietly(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_fake_run(run)
+    reader, writer = os.pipe()
+    os.close(reader)  # as `| head -1` once it has its line: every write meets a closed pipe
+    try:
+        done = subprocess.run([sys.executable, "-m", "labelsim", "analyze", str(run), "--n-boot", "2"],
+                              cwd=REPO, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=TIMEOUT_S,
+                              check=False)  # fmt: skip
+    finally:
+        os.close(writer)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_check_of_a_file_says_it_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    file = tmp_path / "run.json"
+    file.write_text("{}")
+    assert labelsim_main(["check", str(file)]) == 2
+    assert only_line(capsys.readouterr().err).startswith(f"error: {file} is a file, not a folder; give the run")
+
+
+def test_resume_with_flags_names_only_the_flags_typed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    write_fake_run(out)  # started with epochs 6, width 16, batch size 64 on 2000 synthetic images
+    before = (out / "run.json").read_bytes()
+    argv = ["train", "--out", str(out), "--resume", "--no-progress"]
+    assert labelsim_main([*argv, "--epochs", "4", "--width", "16", "--batch-size", "64"]) == 2
+    line = only_line(capsys.readouterr().err)
+    assert "other settings: --epochs 4 (the run has recipe.epochs 6); resume it with just --resume --out" in line
+    assert "--width" not in line and "synthetic" not in line and "noise" not in line
+    assert labelsim_main([*argv, "--width", "16"]) == 2  # agrees with the run; the demo preset does not
+    line = only_line(capsys.readouterr().err)
+    assert "your flags agree with the run" in line and f"just --resume --out {out}" in line
+    assert (out / "run.json").read_bytes() == before
 
 
 def test_a_bad_flag_value_or_stored_file_is_one_line_with_status_2(
@@ -188,10 +254,23 @@ def read_rows(out: Path) -> list[dict[str, str]]:
         return []
 
 
-def test_sigterm_stops_training_with_one_line_and_the_run_resumes(tmp_path: Path) -> None:
+# ``python -m labelsim`` with Ctrl-C raising KeyboardInterrupt, as in a terminal, even when the test
+# process ignores SIGINT (a child inherits that).
+LABELSIM_WITH_CTRL_C = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('labelsim', run_name='__main__', alter_sys=True)"
+)
+
+
+@pytest.mark.parametrize(
+    "signum,status,stopped_by", [(signal.SIGTERM, 143, "stopped by SIGTERM"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_a_signal_stops_training_with_one_line_and_its_status_and_the_run_resumes(
+    signum: int, status: int, stopped_by: str, tmp_path: Path
+) -> None:
     out, log = tmp_path / "run", tmp_path / "stderr.txt"
     env = os.environ | {"JAX_PLATFORMS": "cpu"}
-    command = [sys.executable, "-m", "labelsim", "train", *FLAGS, "--out", str(out)]
+    command = [sys.executable, "-c", LABELSIM_WITH_CTRL_C, "train", *FLAGS, "--out", str(out)]
     with log.open("w") as err:
         proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + TIMEOUT_S
@@ -199,9 +278,9 @@ def test_sigterm_stops_training_with_one_line_and_the_run_resumes(tmp_path: Path
         if any(row["status"] == "finished" for row in read_rows(out)):
             break
         time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=TIMEOUT_S) == 143, log.read_text()
-    assert only_line(log.read_text()) == f"stopped by SIGTERM; finished replicas are saved. {RESUME.format(out=out)}"
+    proc.send_signal(signum)
+    assert proc.wait(timeout=TIMEOUT_S) == status, log.read_text()
+    assert only_line(log.read_text()) == f"{stopped_by}; finished replicas are saved. {RESUME.format(out=out)}"
     stopped = read_rows(out)
     finished = {row["replica"]: row["accuracy"] for row in stopped if row["status"] == "finished"}
     assert 1 <= len(finished) < len(stopped)
@@ -211,6 +290,28 @@ def test_sigterm_stops_training_with_one_line_and_the_run_resumes(tmp_path: Path
     assert all(row["status"] == "finished" for row in rows)
     assert {row["replica"]: row["accuracy"] for row in rows if row["replica"] in finished} == finished
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    assert labelsim_main(["check", str(out)]) == 0
+
+
+def test_ctrl_c_while_the_program_compiles_ends_with_its_status_not_a_crash(tmp_path: Path) -> None:
+    """Interrupted while XLA compiles (its threads still running), the interpreter's teardown can crash
+    (a segmentation fault after the message, in about half of the tries on a CPU); the process ends
+    with 130 at once instead."""
+    out, log = tmp_path / "run", tmp_path / "stderr.txt"
+    flags = [*FLAGS[: FLAGS.index("--slots")], "--no-progress"]  # slots chosen by measuring memory
+    command = [sys.executable, "-c", LABELSIM_WITH_CTRL_C, "train", *flags, "--out", str(out)]
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(command, cwd=REPO, env=os.environ | {"JAX_PLATFORMS": "cpu"},
+                                stdout=subprocess.DEVNULL, stderr=stderr)  # fmt: skip
+    deadline = time.monotonic() + TIMEOUT_S
+    while proc.poll() is None and not (out / "run.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # the run folder exists; the slot program is being built and compiled
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=TIMEOUT_S) == 130, log.read_text()
+    expected = f"interrupted; finished replicas are saved. {RESUME.format(out=out)}"
+    err = log.read_text()  # the line that reports the measured slots, then the message
+    assert "Traceback" not in err and err.splitlines()[-1] == expected
     assert labelsim_main(["check", str(out)]) == 0
 
 

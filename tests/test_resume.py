@@ -283,7 +283,7 @@ DAMAGE = {
     "truncated run.json": (lambda d: truncate(d / "run.json"), "run.json is unreadable"),
     "missing replicas.csv": (lambda d: (d / "replicas.csv").unlink(), "replicas.csv is missing"),
     "missing confusion.npz": (lambda d: (d / "confusion.npz").unlink(), "confusion.npz is missing"),
-    "missing run.json": (lambda d: (d / "run.json").unlink(), "but no run.json: the run directory is damaged"),
+    "missing run.json": (lambda d: (d / "run.json").unlink(), "but no run.json, which a run has from its creation on"),
 }
 
 
@@ -321,7 +321,11 @@ def test_resume_with_another_config_names_the_difference(
     assert run_grid.main([*flags, "--out", str(out), "--resume"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
-    assert "recipe.epochs: stored 3, requested 4" in err and "--resume --out DIR" in err
+    only_epochs = "started with other settings: --epochs 4 (the run has recipe.epochs 3); resume it with just --resume"
+    assert f"{only_epochs} --out {out}" in err
+    assert fingerprint(out) == before
+    assert run_grid.main(["--preset", "demo", *flags, "--out", str(out), "--resume"]) == 2  # all of a preset typed
+    assert "recipe.epochs: stored 3, requested 4" in capsys.readouterr().err
     assert fingerprint(out) == before
 
 

@@ -3,8 +3,12 @@ recorded training class counts, and a run from a newer schema is refused with a 
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,19 @@ from fake_run import write_fake_run
 from labelsim.__main__ import main as labelsim_main
 from labelsim.analysis.budget.context import training_class_counts
 from labelsim.config import DataConfig, ReplicaSpec, RunConfig
-from labelsim.rundir import SCHEMA_KEY, SCHEMA_VERSION, Replica, RunDirError, RunStore, load_run, read_rows
+from labelsim.rundir import (
+    SCHEMA_KEY,
+    SCHEMA_VERSION,
+    Replica,
+    RunDirError,
+    RunStore,
+    claim,
+    clear_stopped_creation,
+    load_run,
+    read_rows,
+    store,
+)
+from labelsim.sim import runner
 from labelsim.sim.data import Dataset
 from labelsim.sim.runner import run_meta
 
@@ -129,3 +145,114 @@ def test_a_run_folder_has_one_writer_and_a_dead_writer_leaves_no_claim(tmp_path)
         except RunDirError:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+
+
+# ------------------------------------------------------------------ all-or-nothing creation
+
+TINY = [
+    "--dataset", "synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--synthetic-size", "8",
+    "--width", "4", "--epochs", "2", "--batch-size", "32", "--noise", "0,0.4", "--sizes", "128",
+    "--repeats", "1", "--no-progress",
+]  # fmt: skip
+
+# Creates a run folder and is killed (SIGKILL) as it renames replicas.csv into place, leaving
+# confusion.npz and a .replicas.csv.*.tmp without run.json.
+KILLED_CREATION = """
+import os, signal, sys
+from pathlib import Path
+from labelsim.config import ReplicaSpec
+from labelsim.rundir import RunStore
+
+real_replace = os.replace
+def replace(src, dst):
+    if str(dst).endswith("replicas.csv"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+os.replace = replace
+RunStore.create(Path(sys.argv[1]), {"config": {}}, [ReplicaSpec(0, "noise", 0, "shuffle", 0.0, 128, "small_cnn")], 10)
+"""
+
+
+def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner creates its run folder but trains no replica."""
+    monkeypatch.setattr(runner, "_run_model", lambda ctx, program: None)
+
+
+def test_a_creation_killed_part_way_is_recognised_and_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", KILLED_CREATION, str(out)], capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    names = sorted(p.name for p in out.iterdir())
+    assert "confusion.npz" in names and "run.json" not in names
+    assert any(n.startswith(".replicas.csv.") and n.endswith(".tmp") for n in names), names
+    capsys.readouterr()
+    for argv in (["check", str(out)], ["analyze", str(out)]):
+        assert labelsim_main(argv) == 2
+        err = capsys.readouterr().err
+        assert "stopped while it was being created, before any replica trained; start the run again" in err
+    assert run_grid.main([*TINY, "--out", str(out), "--resume"]) == 2
+    assert "run the same command without --resume to start it afresh" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == names  # refusals remove nothing
+    no_training(monkeypatch)
+    assert run_grid.main([*TINY, "--out", str(out)]) == 0
+    assert "note: removed confusion.npz, .replicas.csv." in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "confusion.npz", "replicas.csv", "run.json"]
+    assert len(load_run(out).replicas) == 3  # the new run's table, not the leftover's one replica
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_creation_that_fails_removes_what_it_wrote(
+    exists: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def disk_full(path: Path, payload: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    out = tmp_path / "new" / "run"
+    if exists:
+        out.mkdir(parents=True)
+    no_training(monkeypatch)
+    monkeypatch.setattr(store, "write_json", disk_full)  # run.json, written last, fails
+    assert run_grid.main([*TINY, "--out", str(out)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    if exists:  # the user's folder stays, without run files
+        assert [p.name for p in out.iterdir()] == [".lock"]
+    else:  # the folders the run created are gone
+        assert not (tmp_path / "new").exists()
+
+
+def test_leftovers_with_results_are_never_removed(tmp_path: Path) -> None:
+    write_fake_run(tmp_path, running=(0, 1))
+    (tmp_path / "run.json").unlink()
+    rows = read_rows(tmp_path)
+    assert any(row.status == "finished" for row in rows)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(RunDirError, match="holds results .* but no run.json"):
+        clear_stopped_creation(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    empty = tmp_path / "empty"
+    spec = ReplicaSpec(0, "noise", 0, "shuffle", 0.0, 30, "small_cnn")
+    RunStore.create(empty, {"config": {}}, [spec], 2)
+    (empty / "run.json").unlink()
+    assert clear_stopped_creation(empty) == ["replicas.csv", "confusion.npz"]
+    RunStore.create(empty, {"config": {}}, [spec], 2)
+    opened = RunStore.open(empty)
+    opened.update(0, status="running", steps=1)
+    opened.flush()
+    (empty / "run.json").unlink()  # one step taken: not provably empty any more
+    with pytest.raises(RunDirError, match="holds results"):
+        clear_stopped_creation(empty)
+
+
+def test_a_claim_removes_only_the_folders_it_created_and_left_unused(tmp_path: Path) -> None:
+    with claim(tmp_path / "a" / "b" / "c"):
+        assert (tmp_path / "a" / "b" / "c" / ".lock").is_file()
+    assert list(tmp_path.iterdir()) == []
+    with claim(tmp_path / "kept"):
+        (tmp_path / "kept" / "run.json").write_text("{}")
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [".lock", "run.json"]
+    (tmp_path / "mine").mkdir()
+    with claim(tmp_path / "mine"):
+        pass
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == [".lock"]  # it existed before: it stays

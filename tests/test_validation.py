@@ -69,6 +69,22 @@ CASES = {
     "unknown preset": (with_flags(preset="tiny"), ["unknown preset 'tiny'", "choose one of", "demo"]),
     "unknown replica strategy": (with_flags(strategy="teleport"), ["unknown replica strategy 'teleport'", "choose"]),
     "negative loop group": (with_flags(loop_group="-2"), ["loop group must be >= 0", "0 picks a default"]),
+    "width 0": (with_flags(width="0"), ["--width 0: give 1 or more filters"]),
+    "negative width": (with_flags(width="-3"), ["--width -3: give 1 or more filters"]),
+    "negative width set": (with_flags(set="model.width=-3"), ["--set model.width=-3: give 1 or more filters"]),
+    "no memory for slots": (with_flags(memory_fraction="0"), ["--memory-fraction 0.0 is outside (0, 1]"]),
+    "images too small for the model": (
+        with_flags(synthetic_size="4"),
+        ["4x4-pixel images are too small for model small_cnn", "give --synthetic-size 8 or more"],
+    ),
+    "images too small for lenet": (
+        with_flags(synthetic_size="8", model="lenet"),
+        ["8x8-pixel images are too small for model lenet", "give --synthetic-size 16 or more"],
+    ),
+    "a grid too large to build": (with_flags(repeats="1000000000"), ["up to 3000000000 replicas", "lower --repeats"]),
+    "more steps than a replica counts": (
+        with_flags(epochs="1000000000"), ["256 images in batches of 32 make 8000000000 steps", "lower --epochs"]
+    ),
 }
 
 
@@ -174,3 +190,43 @@ def test_a_seed_too_large_for_a_key_is_refused_before_any_write(tmp_path: Path, 
     out = tmp_path / "run"
     fails_with([*TINY, "--seed", "99999999999999999999", "--out", str(out)], capsys, "seed", "--seed")
     assert not out.exists()
+
+
+def test_a_noise_matrix_for_other_classes_is_refused_before_any_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    matrix = tmp_path / "matrix.json"
+    matrix.write_text("[[0.5, 0.5], [0.5, 0.5]]")
+    out = tmp_path / "run"
+    flags = with_flags(noise_model="matrix", noise_matrix=str(matrix))
+    fails_with([*flags, "--out", str(out)], capsys, f"--noise-matrix {matrix} is 2 x 2", "give a 10 x 10 matrix")
+    assert not out.exists()
+
+
+def test_a_noise_model_made_for_other_classes_is_refused_before_any_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replicas' noisy labels are drawn once before the folder is claimed, so a noise model's own
+    data checks fail before any write too."""
+    three = make_synthetic(256, 64, 8, seed=0)
+    keep = three.y_train < 3, three.y_test < 3
+    three = dataclasses.replace(three, x_train=three.x_train[keep[0]], y_train=three.y_train[keep[0]],
+                                x_test=three.x_test[keep[1]], y_test=three.y_test[keep[1]],
+                                class_names=three.class_names[:3])  # fmt: skip
+    monkeypatch.setattr(runner, "load_dataset", lambda config: three)
+    out = tmp_path / "run"
+    flags = with_flags(noise_model="cifar10-semantic", sizes="32")
+    fails_with([*flags, "--out", str(out)], capsys, "needs CIFAR-10's 10 classes, not 3")
+    assert not out.exists()
+
+
+def test_an_empty_out_is_refused_and_nothing_is_written_here(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:  # argparse's own error: usage, then one error line
+        run_grid.main([*TINY, "--out", ""])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --out: is empty; give the run folder to write" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import functools
 import os
+import shlex
 import types
 import typing
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from labelsim.config import PRESETS, ConfigError, RunConfig, preset
-from labelsim.rundir import RunDirError, read_meta
+from labelsim.rundir import RUN_FILE, RunDirError, read_meta
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))  # data, model, recipe, grid, exec
 SPEED_ONLY_SECTION = "exec"  # its fields change speed, never results: flags for it keep a bare --resume bare
@@ -79,6 +80,13 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
 
 
+def _folder(text: str) -> Path:
+    """--out's value: a folder path (an empty one would silently mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give the run folder to write, e.g. --out runs/demo")
+    return Path(text)
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -126,7 +134,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's flags: the run's own, then one group per config section."""
     parser.add_argument("--preset", help=f"named starting config: {', '.join(sorted(PRESETS))} (default: demo)")
     parser.add_argument(
-        "--out", required=True, type=Path, help="run directory to write (must not hold a run, unless --resume)"
+        "--out", required=True, type=_folder, help="run directory to write (must not hold a run, unless --resume)"
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out; finished replicas are kept")
     parser.add_argument(
@@ -175,15 +183,81 @@ def parse_set(text: str, fields: dict[str, ConfigField]) -> tuple[ConfigField, A
         raise ConfigError(f"--set {text}: {raw.strip()!r} is not a valid {cf.field.type} for {cf.key}") from None
 
 
-def requested_changes(args: argparse.Namespace) -> list[tuple[ConfigField, Any]]:
-    """Every field the flags and --set entries change, in the order they apply."""
+@dataclasses.dataclass(frozen=True)
+class TypedChange:
+    """One field the user changed: how it was typed (a flag or --set), the field and its value."""
+
+    flag: str  # "--epochs", or "--set" for a --set entry
+    field: ConfigField
+    value: Any
+
+    def __str__(self) -> str:
+        """As typed: ``--epochs 4``, ``--no-augment`` or ``--set recipe.epochs=4``."""
+        if self.flag == "--set":
+            return f"--set {self.field.key}={_shown(self.value)}"
+        return self.flag if self.field.hint is bool else f"{self.flag} {_shown(self.value)}"
+
+
+def typed_changes(args: argparse.Namespace) -> list[TypedChange]:
+    """Every field the flags and --set entries change, as typed, in the order they apply."""
     changes = []
     for cf in flagged_fields():
         value = getattr(args, cf.dest)
         if value is not None:
-            changes.append((cf, (not cf.field.default) if cf.hint is bool else value))
+            value = (not cf.field.default) if cf.hint is bool else value
+            changes.append(TypedChange(cf.field.metadata["flag"], cf, value))
     fields = {cf.key: cf for cf in config_fields()}
-    return changes + [parse_set(text, fields) for text in args.set or ()]
+    return changes + [TypedChange("--set", *parse_set(text, fields)) for text in args.set or ()]
+
+
+def requested_changes(args: argparse.Namespace) -> list[tuple[ConfigField, Any]]:
+    """Every field the flags and --set entries change, in the order they apply."""
+    return [(change.field, change.value) for change in typed_changes(args)]
+
+
+def _shown(value: Any) -> str:
+    """A value as it is typed on the command line (lists comma-separated, pairs colon-joined)."""
+    if isinstance(value, tuple):
+        return ",".join(":".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in value)
+    return str(value)
+
+
+def check_typed_values(args: argparse.Namespace) -> None:
+    """Values the user typed that the config's own checks allow only as defaults: a width of 0 stands for the
+    model's standard width in presets; typed, it would train that width but record 0."""
+    for change in typed_changes(args):
+        if change.field.key == "model.width" and change.value < 1:
+            raise ConfigError(f"{change}: give 1 or more filters (small_cnn's standard: 32)")
+
+
+def check_resume_flags(args: argparse.Namespace, config: RunConfig) -> None:
+    """--resume with flags that change results (no --preset): a ConfigError naming only the typed flags
+    whose values differ from the run's stored config, or, when they agree with it but the demo preset they
+    apply to does not, one that says to resume with the stored config."""
+    if not args.resume or args.preset is not None or not (args.out / RUN_FILE).is_file():
+        return
+    # The last change of a field is the one that applies.
+    typed = {c.field.key: c for c in typed_changes(args) if c.field.section != SPEED_ONLY_SECTION}
+    if not typed:
+        return
+    stored = stored_config(args.out)
+    changed = [
+        f"{change} (the run has {change.field.key} {_shown(stored_value)})"
+        for change in typed.values()
+        if (stored_value := getattr(getattr(stored, change.field.section), change.field.field.name)) != change.value
+    ]
+    bare = f"--resume --out {shlex.quote(str(args.out))}"
+    if changed:
+        raise ConfigError(
+            f"--resume: {args.out} was started with other settings: {'; '.join(changed)}; resume it with just "
+            f"{bare} (its stored config), or start a new --out"
+        )
+    results = lambda c: {k: v for k, v in c.to_dict().items() if k != SPEED_ONLY_SECTION}  # noqa: E731
+    if results(config) != results(stored):
+        raise ConfigError(
+            f"--resume: your flags agree with the run in {args.out}, but the rest of the demo preset they apply to "
+            f"does not; resume it with just {bare} (its stored config; speed flags may be added)"
+        )
 
 
 def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
@@ -221,24 +295,31 @@ def run(args: argparse.Namespace) -> int:
     """Train the grid and print where the results are. A bad config or run directory raises
     ConfigError, Ctrl-C KeyboardInterrupt: ``python -m labelsim`` turns them into one line
     (with ``next_step``) and an exit status."""
+    args.run_existed = (args.out / RUN_FILE).is_file()  # before anything: ``next_step`` tells it from a new run
     # jax is imported here, not at the top: every labelsim command builds its parser from this
     # module, and only training needs jax.
     from labelsim.sim.distributed import initialize_from_env
 
     initialize_from_env()  # several hosts: LABELSIM_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID
+    check_typed_values(args)
     config = resolve_config(args)
+    check_resume_flags(args, config)
     from labelsim.sim.runner import run_grid
 
     out = run_grid(config, args.out, resume=args.resume, progress=not args.no_progress)
+    quoted = shlex.quote(str(out))
     print(f"done: {out}/run.json, replicas.csv, confusion.npz")
-    print(f"next: python -m labelsim analyze {out}   |   python -m labelsim report {out}")
+    print(f"next: python -m labelsim analyze {quoted}   |   python -m labelsim report {quoted}")
     return 0
 
 
 def next_step(args: argparse.Namespace, err: BaseException) -> str | None:
-    """What to do after an interrupt or an OS error: resume the run once it has a run.json
-    (finished replicas are written as they finish); None (start again) before."""
-    if not os.path.isfile(args.out / "run.json"):
+    """What to do after an interrupt or an OS error: resume the run once it has a run.json and is
+    this command's (it was asked to resume it, or the run.json was not there when it began; finished
+    replicas are written as they finish); None (start again) before."""
+    if not os.path.isfile(args.out / RUN_FILE):
+        return None
+    if not args.resume and getattr(args, "run_existed", True):  # a run this command did not start
         return None
     saved = "finished replicas are saved. Continue" if isinstance(err, KeyboardInterrupt) else "continue"
-    return f"{saved} with: --out {args.out} --resume"
+    return f"{saved} with: --out {shlex.quote(str(args.out))} --resume"

@@ -13,7 +13,10 @@ Every file is replaced atomically (write a temporary file, then rename), so a ki
 moment leaves the directory readable. A flush writes confusion.npz before replicas.csv and
 run.json last: a replica marked finished in the table always has its counts on disk (a kill
 between the writes can only leave counts of a replica the table still calls running, which
-the resumed run overwrites).
+the resumed run overwrites). A folder is a run exactly when it holds run.json: creation writes
+it last and removes what it wrote when it fails, and the leftovers of a creation killed part-way
+(no run.json, nothing trained) are recognised and removed by the next fresh run
+(``clear_stopped_creation``).
 """
 
 from labelsim.rundir.lock import LOCK_FILE, claim
@@ -27,6 +30,9 @@ from labelsim.rundir.reader import (
     read_confusion,
     read_meta,
     read_rows,
+    results_without_run_file,
+    run_leftovers,
+    trained_nothing,
 )
 from labelsim.rundir.records import Replica, specs_match, table_bytes
 from labelsim.rundir.schema import (
@@ -42,12 +48,13 @@ from labelsim.rundir.schema import (
     TABLE_FILE,
     RunDirError,
 )
-from labelsim.rundir.store import RunStore
+from labelsim.rundir.store import RunStore, clear_stopped_creation
 
 __all__ = [
-    "CHECKPOINT_FILE", "COLUMNS", "LOCK_FILE", "claim", "CONFUSION_FILE", "FINAL_STATUSES", "NPZ_ERRORS", "RESULT_FILES",
+    "CHECKPOINT_FILE", "COLUMNS", "LOCK_FILE", "claim", "clear_stopped_creation", "CONFUSION_FILE",
+    "FINAL_STATUSES", "NPZ_ERRORS", "RESULT_FILES",
     "RUN_FILE", "SCHEMA_KEY", "SCHEMA_VERSION", "TABLE_FILE", "Replica", "Run", "RunDirError",
     "RunStore", "atomic_write", "check_schema", "class_shares", "config_differences", "load_run",
-    "read_confusion", "read_meta", "read_rows", "remove_partial_writes", "specs_match",
-    "table_bytes", "write_json", "write_npz",
+    "read_confusion", "read_meta", "read_rows", "remove_partial_writes", "results_without_run_file",
+    "run_leftovers", "specs_match", "table_bytes", "trained_nothing", "write_json", "write_npz",
 ]  # fmt: skip

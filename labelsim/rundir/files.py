@@ -39,14 +39,14 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def partial_writes(path: Path) -> list[Path]:
+    """The temporary files of writes a kill interrupted (never results: a write renames its file when complete)."""
+    return [file for name in RESULT_FILES for file in Path(path).glob(f".{name}.*{TEMP_SUFFIX}") if file.is_file()]
+
+
 def remove_partial_writes(path: Path) -> list[Path]:
     """Delete the temporary files of writes a kill interrupted (never the results themselves)."""
-    stale = [
-        file
-        for name in RESULT_FILES
-        for file in Path(path).glob(f".{name}.*{TEMP_SUFFIX}")
-        if file.is_file()
-    ]
+    stale = partial_writes(path)
     for file in stale:
         file.unlink(missing_ok=True)
     return stale

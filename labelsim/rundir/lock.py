@@ -5,9 +5,12 @@ Two processes that write one folder (two fresh runs racing to the same ``--out``
 holds an OS lock (``flock``) on ``RUN_DIR/.lock`` while it trains; the file records the
 holder's pid, host and start time for the message another writer gets. The operating system
 drops the lock when the holder exits in any way (even ``kill -9`` or a crash), so a stale
-claim cannot outlive its process and there is nothing to clear by hand. The file itself stays
-(removing it would let a late opener lock a file no one else sees). On a network file system
-whose ``flock`` is not shared between machines, two hosts can still both write.
+claim cannot outlive its process and there is nothing to clear by hand. The file stays after a
+run; a claim that created the folder removes it (and the folder) when the folder holds nothing
+else at the end, so a run that could not start leaves no folder behind. A claim checks that the
+file it locked is still the folder's lock file, so one removed meanwhile is never mistaken for
+it. On a network file system whose ``flock`` is not shared between machines, two hosts can
+still both write.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import IO, Iterator
 from labelsim.rundir.schema import RunDirError
 
 LOCK_FILE = ".lock"
+OPEN_ATTEMPTS = 5  # a claim retries while other claims create and remove the folder under it
 
 try:
     import fcntl
@@ -33,20 +37,77 @@ except ImportError:  # Windows: no flock; the claim is then advisory only
 @contextlib.contextmanager
 def claim(path: Path) -> Iterator[Path]:
     """Hold the folder's lock (creating the folder) until the block ends; RunDirError naming
-    the holder when another process holds it."""
+    the holder when another process holds it. A folder the claim created is removed at the end
+    when nothing but the lock file is in it."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    lock_path = path / LOCK_FILE
-    handle = lock_path.open("a+", encoding="utf-8")
+    created = _first_missing(path)
+    handle = _open_locked(path)
     try:
-        _lock(handle, lock_path)
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps(_owner()) + "\n")
         handle.flush()
-        yield lock_path
+        yield path / LOCK_FILE
     finally:
+        if created is not None:
+            _remove_if_unused(path, created)
         handle.close()  # closing the file releases the lock
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (None when ``path`` exists)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _open_locked(path: Path) -> IO[str]:
+    """The folder's lock file, open and locked by this process (the folder is created if needed)."""
+    lock_path = path / LOCK_FILE
+    for _ in range(OPEN_ATTEMPTS):
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = lock_path.open("a+", encoding="utf-8")
+        except FileNotFoundError:  # a claim that had created the folder removed it meanwhile
+            continue
+        _lock(handle, lock_path)
+        if _is_current(handle, lock_path):
+            return handle
+        handle.close()  # the file was removed after it was opened: lock the folder's new one
+    raise RunDirError(
+        f"{path} is being created and removed by other labelsim processes; try again once they are done, "
+        "or choose another --out"
+    )
+
+
+def _is_current(handle: IO[str], lock_path: Path) -> bool:
+    """Whether the open file is still the one at ``lock_path``."""
+    try:
+        now = os.stat(lock_path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(handle.fileno())
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
+
+def _remove_if_unused(path: Path, outermost: Path) -> None:
+    """Remove the lock file and the folders up to ``outermost`` when nothing else is in them. Another
+    process that writes there meanwhile makes a removal fail, and the folder stays as it is."""
+    try:
+        if any(entry.name != LOCK_FILE for entry in os.scandir(path)):
+            return
+        (path / LOCK_FILE).unlink()
+        folder = path
+        while True:
+            folder.rmdir()
+            if folder == outermost:
+                return
+            folder = folder.parent
+    except OSError:
+        return
 
 
 def _lock(handle: IO[str], lock_path: Path) -> None:

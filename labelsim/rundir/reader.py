@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from labelsim.rundir.files import partial_writes
 from labelsim.rundir.records import Replica
 from labelsim.rundir.schema import (
+    CHECKPOINT_FILE,
     CONFUSION_FILE,
     FINAL_STATUSES,
     NPZ_ERRORS,
@@ -32,17 +34,60 @@ def _damaged(file: Path, err: BaseException) -> RunDirError:
     )
 
 
+def run_leftovers(path: Path) -> list[Path]:
+    """The run files and partial writes in a folder besides run.json: in a folder without run.json, what a
+    creation stopped part-way left (a creation writes run.json last), or the rest of a run whose run.json was lost."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return []
+    return [folder / name for name in RESULT_FILES[1:] if (folder / name).exists()] + partial_writes(folder)
+
+
+def trained_nothing(path: Path) -> bool:
+    """True when a folder's run files record no training at all, as a creation writes them: no checkpoint,
+    all-zero confusion counts, every replica pending at step 0. Removing such files loses nothing."""
+    folder = Path(path)
+    if (folder / CHECKPOINT_FILE).exists():
+        return False
+    if (folder / TABLE_FILE).exists():
+        try:
+            rows = read_rows(folder)
+        except RunDirError:
+            return False
+        if any(row.status != "pending" or row.steps for row in rows):
+            return False
+    if (folder / CONFUSION_FILE).exists():
+        try:
+            with np.load(folder / CONFUSION_FILE, allow_pickle=False) as data:
+                return not any(np.any(data[key]) for key in data.files)
+        except NPZ_ERRORS:
+            return False
+    return True
+
+
+def results_without_run_file(path: Path) -> RunDirError:
+    """The error for a folder that holds results but no run.json (which a run has from its creation on)."""
+    names = ", ".join(file.name for file in run_leftovers(path))
+    return RunDirError(
+        f"{path} holds results ({names}) but no {RUN_FILE}, which a run has from its creation on: it was deleted "
+        f"or lost; restore {RUN_FILE} from a backup, or start the run again in a new --out (nothing there is "
+        "overwritten)"
+    )
+
+
 def read_meta(path: Path) -> dict[str, Any]:
     """run.json, checked for a config and a schema this labelsim can read."""
     file = Path(path) / RUN_FILE
     if not file.exists():
-        others = [name for name in RESULT_FILES[1:] if (file.parent / name).exists()]
-        if others:
-            raise RunDirError(
-                f"{file} is missing but {file.parent} holds {', '.join(others)}: the run directory is damaged; "
-                f"restore {RUN_FILE} from a backup or start a new --out"
-            )
-        raise RunDirError(f"{file} is missing: {file.parent} is not a labelsim run directory")
+        if not run_leftovers(file.parent):
+            raise RunDirError(f"{file} is missing: {file.parent} is not a labelsim run directory")
+        if not trained_nothing(file.parent):
+            raise results_without_run_file(file.parent)
+        raise RunDirError(
+            f"{file} is missing: {file.parent} holds only the start of a run that was stopped while it was being "
+            "created, before any replica trained; start the run again with the same --out (the leftovers are "
+            "removed), or delete the folder"
+        )
     try:
         meta = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

@@ -10,8 +10,15 @@ from typing import Any
 import numpy as np
 
 from labelsim.config import ReplicaSpec
-from labelsim.rundir.files import atomic_write, check_writable, write_json, write_npz
-from labelsim.rundir.reader import read_confusion, read_meta, read_rows
+from labelsim.rundir.files import atomic_write, check_writable, partial_writes, write_json, write_npz
+from labelsim.rundir.reader import (
+    read_confusion,
+    read_meta,
+    read_rows,
+    results_without_run_file,
+    run_leftovers,
+    trained_nothing,
+)
 from labelsim.rundir.records import Replica, table_bytes
 from labelsim.rundir.schema import (
     CONFUSION_FILE,
@@ -37,18 +44,16 @@ class RunStore:
 
     @classmethod
     def create(cls, path: Path, meta: dict[str, Any], specs: list[ReplicaSpec], num_classes: int) -> RunStore:
-        """Start a fresh run directory; refuse one that already holds a run."""
+        """Start a fresh run directory, all or nothing: run.json is written last, and a creation that fails
+        removes what it wrote, so the folder holds a run (run.json) or no run files. Refuses a folder that
+        holds a run or run files (``clear_stopped_creation`` removes those of a creation that was stopped)."""
         path = Path(path)
         if (path / RUN_FILE).exists():
             raise RunDirError(
                 f"{path} already holds a run; pass --resume to continue it, or choose a new --out"
             )
-        leftovers = [name for name in RESULT_FILES if (path / name).exists()]
-        if leftovers:
-            raise RunDirError(
-                f"{path} holds {', '.join(leftovers)} but no {RUN_FILE}: a damaged run; "
-                "choose a new --out (or restore its run.json and --resume it)"
-            )
+        if run_leftovers(path):
+            raise results_without_run_file(path)
         check_writable(path)
         r = len(specs)
         store = cls(
@@ -58,7 +63,12 @@ class RunStore:
             counts=np.zeros((r, num_classes, num_classes), np.int64),
             transitions=np.zeros((r, num_classes, num_classes), np.int64),
         )
-        store.flush()
+        try:
+            store.flush()
+        except BaseException:
+            for file in [path / name for name in RESULT_FILES] + partial_writes(path):
+                file.unlink(missing_ok=True)
+            raise
         return store
 
     @classmethod
@@ -66,7 +76,8 @@ class RunStore:
         """Read an existing run directory to go on writing it."""
         path = Path(path)
         if not path.is_dir():
-            raise RunDirError(f"{path} is not a run directory (it does not exist)")
+            what = "a file, not a folder" if path.exists() else "not there"
+            raise RunDirError(f"{path} is {what}; give the run directory a run wrote (the folder with run.json)")
         meta = read_meta(path)
         rows = read_rows(path)
         recorded = meta.get("replicas")
@@ -95,3 +106,18 @@ class RunStore:
     def pending(self) -> list[int]:
         """Replicas that still have to train."""
         return [i for i, row in enumerate(self.rows) if row.status not in FINAL_STATUSES]
+
+
+def clear_stopped_creation(path: Path) -> list[str]:
+    """Remove what a creation stopped part-way left in a folder without run.json (partial writes, zero counts,
+    replicas never started: nothing trained, nothing lost); returns the removed names. A RunDirError when the
+    files hold results. Call it while holding the folder's claim, so no live creation is removed."""
+    path = Path(path)
+    leftovers = run_leftovers(path)
+    if not leftovers or (path / RUN_FILE).exists():
+        return []
+    if not trained_nothing(path):
+        raise results_without_run_file(path)
+    for file in leftovers:
+        file.unlink(missing_ok=True)
+    return [file.name for file in leftovers]

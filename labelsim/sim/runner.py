@@ -26,7 +26,15 @@ from tqdm import tqdm
 
 from labelsim import __version__
 from labelsim.config import ConfigError, ReplicaSpec, RunConfig, total_steps
-from labelsim.rundir import CHECKPOINT_FILE, RunDirError, RunStore, claim, remove_partial_writes, specs_match
+from labelsim.rundir import (
+    CHECKPOINT_FILE,
+    RunDirError,
+    RunStore,
+    claim,
+    clear_stopped_creation,
+    remove_partial_writes,
+    specs_match,
+)
 from labelsim.sim import distributed, grid, noise
 from labelsim.sim.checkpoint import read_checkpoint, write_checkpoint
 from labelsim.sim.data import Dataset, load_dataset
@@ -42,6 +50,8 @@ from labelsim.sim.validate import (
     validate_replicas,
     validate_resume,
 )
+
+MAX_PROBED_SIDE = 64  # image sides tried to name the smallest one a model takes
 
 
 def now() -> str:
@@ -105,6 +115,13 @@ def open_store(
     fresh = run_meta(config, dataset, len(specs))
     inputs = input_fingerprints(fresh["config"], dataset, extra or {})
     if not resume:
+        removed = clear_stopped_creation(out)
+        if removed:
+            print(
+                f"note: removed {', '.join(removed)} from {out}: the start of a run that was stopped while it was "
+                "being created, before any replica trained",
+                file=sys.stderr,
+            )
         return RunStore.create(out, fresh | {INPUTS_KEY: inputs}, specs, dataset.num_classes)
     store = RunStore.open(out)
     check_inputs(out, store.meta.get(INPUTS_KEY), inputs)
@@ -136,6 +153,55 @@ def noise_kwargs(config: RunConfig) -> dict[str, Any]:
     if any(noise.is_human_model(m) for m in models):
         kwargs["human"] = human_label_arrays(config.data.human_labels, models)
     return kwargs
+
+
+def check_noise_inputs(config: RunConfig, specs: list[ReplicaSpec], dataset: Dataset, extra: dict[str, Any]) -> None:
+    """Draw every replica's training subset and noisy labels once, before any file is written: an input
+    that does not fit the data (a --noise-matrix for another number of classes, human labels of other
+    images, a noise model made for other classes) fails now, not after the run folder exists."""
+    matrix = extra.get("matrix")
+    classes = dataset.num_classes
+    if matrix is not None and matrix.shape != (classes, classes):
+        raise ConfigError(
+            f"--noise-matrix {config.grid.noise_matrix} is {matrix.shape[0]} x {matrix.shape[1]} but the "
+            f"dataset {dataset.name} has {classes} classes; give a {classes} x {classes} matrix "
+            "(row k: where class k's labels go)"
+        )
+    for spec in specs:
+        keys = grid.replica_keys(config.grid.seed, spec)
+        prepare_replica(spec, keys, dataset.y_train, classes, stratified=config.grid.stratified, noise_kwargs=extra)
+
+
+def replica_parameters(config: RunConfig, program: ModelProgram, dataset: Dataset) -> int:
+    """Parameters of one replica of a model on the dataset's images; a ConfigError that names the
+    smallest image side the model takes when the images are too small for it."""
+    shape = dataset.x_train.shape[1:]
+    try:
+        return program.param_count(shape)
+    except (ArithmeticError, ValueError):
+        pass
+    side = next((n for n in range(max(shape[:2]) + 1, MAX_PROBED_SIDE + 1) if _fits(program, n, shape[-1])), None)
+    if side is None:
+        fix = "choose another --model"
+    elif config.data.name == "synthetic":
+        fix = f"give --synthetic-size {side} or more"
+    elif config.data.name.startswith("folder:"):
+        fix = f"give --image-size {side} or more"
+    else:
+        fix = f"choose another --model ({program.name} needs images of {side}x{side} pixels or more)"
+    raise ConfigError(
+        f"{shape[0]}x{shape[1]}-pixel images are too small for model {program.name} (its layers shrink them to "
+        f"nothing); {fix}"
+    )
+
+
+def _fits(program: ModelProgram, side: int, channels: int) -> bool:
+    """Whether the model takes images of this side."""
+    try:
+        program.param_count((side, side, channels))
+    except (ArithmeticError, ValueError):
+        return False
+    return True
 
 
 class Progress:
@@ -212,10 +278,12 @@ def run_grid(
         for name in dict.fromkeys(spec.model for spec in specs)
     }
     slots = min(config.exec.slots or MAX_DEFAULT_SLOTS, len(specs))
-    params = max(p.param_count(dataset.x_train.shape[1:]) for p in programs.values())
+    params = max(replica_parameters(config, p, dataset) for p in programs.values())
     checkpoint = slots * 4 * 4 * params  # params, two moments' worth, stats
     check_room(out, estimate_result_bytes(len(specs), dataset.num_classes, checkpoint))
     extra = noise_kwargs(config)
+    check_noise_inputs(config, specs, dataset, extra)
+    # Everything is checked: only now is the folder claimed (and created), and written.
     with claim(out):  # one writer per folder, until training ends
         _train_into(config, out, resume, specs, dataset, programs, extra, progress, on_chunk)
     return out

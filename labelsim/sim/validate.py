@@ -12,11 +12,21 @@ import numpy as np
 
 from labelsim.models import MODELS
 from labelsim.sim import noise
-from labelsim.config import REPLICA_STRATEGIES, ConfigError, ReplicaSpec, RunConfig, check_rate
-from labelsim.rundir import RESULT_FILES, RUN_FILE, RunDirError, config_differences, read_meta
+from labelsim.config import REPLICA_STRATEGIES, ConfigError, ReplicaSpec, RunConfig, check_rate, total_steps
+from labelsim.rundir import (
+    RUN_FILE,
+    RunDirError,
+    config_differences,
+    read_meta,
+    results_without_run_file,
+    run_leftovers,
+    trained_nothing,
+)
 from labelsim.sim.fingerprint import check_stored_config
 
 KNOWN_STRATEGIES = ("auto", *REPLICA_STRATEGIES)
+MAX_REPLICAS = 100_000  # a grid larger than this is a typo (a paper grid has 65 replicas)
+MAX_STEPS = 2**31 - 1  # a replica's step counter is a 32-bit integer on the device
 
 
 def validate_config(config: RunConfig) -> None:
@@ -37,6 +47,9 @@ def validate_config(config: RunConfig) -> None:
             raise ConfigError(f"training-set size {size} is not positive; give sizes such as --sizes 500,1000")
     if not grid.noise_levels and not grid.sizes:
         raise ConfigError("the grid is empty: give --noise levels and/or --sizes")
+    _check_grid_size(config)
+    if config.model.width < 0:
+        raise ConfigError(f"--width {config.model.width} is negative; give 1 or more filters, e.g. --width 32")
     if not grid.noise_models:
         raise ConfigError("no noise model given; use e.g. --noise-model shuffle")
     for name in grid.noise_models:
@@ -44,6 +57,18 @@ def validate_config(config: RunConfig) -> None:
     for name in grid.models or (config.model.name,):
         _check_model(name)
     _validate_exec(config)
+
+
+def _check_grid_size(config: RunConfig) -> None:
+    """At most MAX_REPLICAS replicas (counted from the flags, before the table is built)."""
+    grid = config.grid
+    levels = len(grid.noise_models) * len(grid.noise_levels) * (1 + len(grid.sizes) if grid.cross else 1)
+    replicas = (levels + len(grid.sizes)) * grid.repeats * len(grid.models or (config.model.name,))
+    if replicas > MAX_REPLICAS:
+        raise ConfigError(
+            f"the grid would train up to {replicas} replicas, more than {MAX_REPLICAS}; lower --repeats or give "
+            "fewer --noise levels, --sizes, --noise-model or --models"
+        )
 
 
 def _check_noise_model(name: str) -> None:
@@ -67,6 +92,11 @@ def _validate_exec(config: RunConfig) -> None:
         raise ConfigError(f"eval batch is {run.eval_batch}; it must be at least 1")
     if not run.checkpoint_seconds >= 0:
         raise ConfigError(f"checkpoint seconds is {run.checkpoint_seconds}; give 0 (every chunk) or more")
+    if not 0.0 < run.memory_fraction <= 1.0:
+        raise ConfigError(
+            f"--memory-fraction {run.memory_fraction} is outside (0, 1]; give the share of free device memory "
+            "the slots may fill, e.g. 0.8"
+        )
 
 
 def validate_replicas(config: RunConfig, specs: list[ReplicaSpec], dataset: Any) -> None:
@@ -79,6 +109,13 @@ def validate_replicas(config: RunConfig, specs: list[ReplicaSpec], dataset: Any)
     available = np.bincount(dataset.y_train, minlength=dataset.num_classes)
     for spec in specs:
         _validate_spec(spec, config.recipe.batch_size, available)
+    recipe = config.recipe
+    largest = max(spec.size for spec in specs)
+    if total_steps(largest, recipe) > MAX_STEPS:
+        raise ConfigError(
+            f"{recipe.epochs} epochs of {largest} images in batches of {recipe.batch_size} make "
+            f"{total_steps(largest, recipe)} steps, more than a replica can count ({MAX_STEPS}); lower --epochs"
+        )
 
 
 def _validate_spec(spec: ReplicaSpec, batch: int, available: np.ndarray) -> None:
@@ -174,20 +211,20 @@ def check_room(out: Path, needed_bytes: int = 1 << 20) -> None:
 
 
 def _check_run_presence(out: Path, resume: bool) -> None:
-    """A fresh run needs a directory without results; --resume needs one with a run."""
-    has_run = (out / RUN_FILE).exists()
-    leftovers = [name for name in RESULT_FILES[1:] if (out / name).exists()] if out.is_dir() else []
-    if resume and not has_run:
-        if leftovers:
-            raise RunDirError(
-                f"--resume: {out} holds {', '.join(leftovers)} but no {RUN_FILE}: the run directory is damaged; "
-                f"restore {RUN_FILE} from a backup or start a new --out"
-            )
-        raise RunDirError(f"--resume: {out} holds no run (no {RUN_FILE}); drop --resume to start one")
-    if not resume and has_run:
-        raise RunDirError(f"{out} already holds a run; pass --resume to continue it, or choose a new --out")
-    if not resume and leftovers:
+    """A fresh run needs a directory without a run or results (what a creation stopped before any
+    replica trained left is removed once the run holds the folder); --resume needs one with a run."""
+    if (out / RUN_FILE).exists():
+        if not resume:
+            raise RunDirError(f"{out} already holds a run; pass --resume to continue it, or choose a new --out")
+        return
+    leftovers = run_leftovers(out)
+    if leftovers and not trained_nothing(out):
+        raise results_without_run_file(out)
+    if resume and leftovers:
         raise RunDirError(
-            f"{out} holds {', '.join(leftovers)} from an earlier run but no {RUN_FILE}; "
-            "choose a new --out (nothing there is overwritten)"
+            f"--resume: {out} holds only the start of a run that was stopped while it was being created, before "
+            f"any replica trained (no {RUN_FILE}); run the same command without --resume to start it afresh "
+            "(the leftovers are removed)"
         )
+    if resume:
+        raise RunDirError(f"--resume: {out} holds no run (no {RUN_FILE}); drop --resume to start one")
