@@ -154,7 +154,8 @@ def test_analyze_on_an_unwritable_destination_still_prints(run_dir: Path, tmp_pa
     code = analyze.run(_args(analyze, [str(run_dir), "--out", str(blocker / "sub"),
                                        "--n-boot", "20"]))
     captured = capsys.readouterr()
-    assert code == 0 and "Per class" in captured.out and "nothing written" in captured.out
+    assert code == 1 and "Per class" in captured.out  # the tables are printed before the write
+    assert "nothing written" in captured.err and "--out DIR" in captured.err and captured.err.count("\n") == 1
 
 
 def test_report_command_writes_page_and_rejects_bad_input(run_dir: Path, tmp_path: Path,
@@ -263,3 +264,12 @@ def test_report_compares_models_noise_models_and_the_reference(tmp_path: Path) -
     assert specs["transitions"]["facet"]["field"] == "noise_model"
     divs = re.findall(r"<div id='([a-z0-9_]+)'></div>", page)
     assert sorted(divs) == sorted(specs)
+
+
+def test_report_on_an_unwritable_destination_is_an_os_error(run_dir: Path, tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = report.run(_args(report, [str(run_dir), "--out", str(blocker / "page.html"), "--n-boot", "20"]))
+    err = capsys.readouterr().err
+    assert code == 1  # an OS error, as the command line's convention says (2 is bad input)
+    assert "cannot write" in err and "--out FILE" in err and "Traceback" not in err

@@ -69,20 +69,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the tables, write the files; 2 on an unreadable run directory."""
+    """Print the tables, write the files; 2 on a bad run directory, 1 when the operating system
+    refuses a read or the write (the tables are printed before the write is tried)."""
     try:
         an = analyze_run(args.run_dir, args.model, args.noise_model, args.n_boot, args.seed)
-    except (RunDirError, OSError) as exc:
+    except RunDirError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: cannot read {args.run_dir} ({exc.strerror or exc}); check the folder's permissions",
+              file=sys.stderr)
+        return 1
     print(render(an))
     out = Path(args.out) if args.out else an.run.path / "analysis"
     try:
         written = write_tables(an, out)
     except OSError as exc:
-        print(f"\nnothing written: cannot write to {out} ({exc.strerror or exc}); "
-              "pass --out DIR to save the tables elsewhere")
-        return 0
+        print(f"error: nothing written: cannot write to {out} ({exc.strerror or exc}); "
+              "pass --out DIR to save the tables elsewhere", file=sys.stderr)
+        return 1
     print(f"\nwrote {len(written)} files to {out}")
     return 0
 

@@ -50,9 +50,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         formats = parse_formats(args.formats)
         an = analyze_run(args.run_dir, args.model, args.noise_model, args.n_boot, args.seed)
-    except (RunDirError, ValueError, OSError) as exc:
+    except (RunDirError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: cannot read {args.run_dir} ({exc.strerror or exc}); check the folder's permissions",
+              file=sys.stderr)
+        return 1
     banner = progress_banner(an.run)
     if banner:
         print(banner)
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         target = out or an.run.path / "report.html"
         print(f"error: cannot write {target} ({exc.strerror or exc}); pass --out FILE to write "
               "the page elsewhere", file=sys.stderr)
-        return 2
+        return 1
     print(f"wrote {path}")
     if formats:
         print(f"exported charts ({', '.join(formats)}) to {charts_dir or an.run.path / 'charts'}")
