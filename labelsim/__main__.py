@@ -75,9 +75,15 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="on a failure, show the traceback instead of one line")
 
 
+def program_name() -> str:
+    """The command as the user typed it: ``python -m labelsim`` (Python then names this file first on the
+    command line) or the installed ``labelsim`` script."""
+    return "python -m labelsim" if os.path.basename(sys.argv[0]) == "__main__.py" else "labelsim"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per command."""
-    parser = argparse.ArgumentParser(prog="python -m labelsim", description=__doc__)
+    parser = argparse.ArgumentParser(prog=program_name(), description=__doc__)
     add_debug_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():

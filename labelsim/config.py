@@ -131,10 +131,16 @@ class GridConfig:
     """The sensitivity grid: noise levels x repeats, sizes x repeats, and optionally the cross."""
 
     noise_levels: tuple[float, ...] = option(  # fraction of training labels
-        (0.0, 0.1, 0.2, 0.3), "--noise", "comma-separated label-noise rates in [0, 1], e.g. 0,0.1,0.3"
+        (0.0, 0.1, 0.2, 0.3),
+        "--noise",
+        "comma-separated label-noise rates in [0, 1] of the noise grid (on the full training set), e.g. 0,0.1,0.3; "
+        "'none': no noise grid, only the --sizes points",
     )
     sizes: tuple[int, ...] = option(  # () = no volume grid
-        (), "--sizes", "comma-separated training-set sizes of the volume grid, e.g. 5000,10000"
+        (),
+        "--sizes",
+        "comma-separated training-set sizes of the volume grid (clean labels), e.g. 5000,10000; "
+        "'none': no volume grid, only the --noise points",
     )
     repeats: int = option(2, "--repeats", "repeats per grid point (different init, batch order, noise draw)")
     cross: bool = option(False, "--cross", "also train every noise level x size pair")
@@ -181,6 +187,9 @@ class ExecConfig:
     )
 
 
+CONFIG_SECTIONS = ("data", "model", "recipe", "grid", "exec")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs; recorded whole in run.json."""
@@ -190,10 +199,14 @@ class RunConfig:
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     exec: ExecConfig = field(default_factory=ExecConfig)
+    # The preset the values started from: where they came from, not what they are (two configs with
+    # the same values train the same replicas). run.json records it beside the config, not in it.
+    preset: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The values as a JSON-ready dict (tuples become lists), without ``preset``."""
+        values = {name: dataclasses.asdict(getattr(self, name)) for name in CONFIG_SECTIONS}
+        return json.loads(json.dumps(values))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
@@ -316,7 +329,24 @@ def preset(name: str) -> RunConfig:
     base = RunConfig().to_dict()
     for section, values in PRESETS[name].items():
         base[section].update(json.loads(json.dumps(values)))
-    return RunConfig.from_dict(base)
+    return dataclasses.replace(RunConfig.from_dict(base), preset=name)
+
+
+SYNTHETIC_DEFAULT_PRESET = "demo"
+REAL_DATA_DEFAULT_PRESET = "paper"
+REAL_DATA_DEFAULT_SECTIONS = ("model", "recipe")
+
+
+def default_config(dataset: str) -> RunConfig:
+    """The config a run without --preset starts from, chosen by its dataset: the demo preset on the
+    synthetic set; on a real dataset (cifar10, folder:, npz:, a TFDS name) the study's model and recipe
+    (the paper preset's) with the default grid, so that a real run never trains the demo's small model
+    and short schedule unasked."""
+    if dataset == "synthetic":
+        return preset(SYNTHETIC_DEFAULT_PRESET)
+    study = preset(REAL_DATA_DEFAULT_PRESET)
+    sections = {name: getattr(study, name) for name in REAL_DATA_DEFAULT_SECTIONS}
+    return dataclasses.replace(RunConfig(), **sections, preset=REAL_DATA_DEFAULT_PRESET)
 
 
 def steps_per_epoch(train_size: int, batch_size: int) -> int:

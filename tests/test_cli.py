@@ -13,7 +13,7 @@ import run_grid
 from labelsim.__main__ import build_parser as labelsim_parser
 from labelsim.__main__ import main as labelsim_main
 from labelsim.commands import train
-from labelsim.config import PRESETS, RunConfig, preset
+from labelsim.config import PRESETS, RunConfig, default_config, preset
 from labelsim.sim import runner
 
 FLAGS = [
@@ -107,10 +107,11 @@ def flag_and_value(cf: train.ConfigField) -> tuple[list[str], Any]:
 @pytest.mark.parametrize("cf", train.flagged_fields(), ids=lambda cf: cf.field.metadata["flag"])
 def test_each_flag_changes_exactly_its_own_field(cf: train.ConfigField, tmp_path: Path) -> None:
     words, value = flag_and_value(cf)
-    demo = preset("demo")
-    assert getattr(getattr(demo, cf.section), cf.field.name) != value
-    section = dataclasses.replace(getattr(demo, cf.section), **{cf.field.name: value})
-    assert via_labelsim([*words, "--out", str(tmp_path)]) == dataclasses.replace(demo, **{cf.section: section})
+    # without --preset the start follows the dataset: a real one starts from the study's model and recipe
+    start = default_config(value) if (cf.section, cf.field.name) == ("data", "name") else preset("demo")
+    assert getattr(getattr(start, cf.section), cf.field.name) != value
+    section = dataclasses.replace(getattr(start, cf.section), **{cf.field.name: value})
+    assert via_labelsim([*words, "--out", str(tmp_path)]) == dataclasses.replace(start, **{cf.section: section})
 
 
 def test_every_old_flag_is_still_there() -> None:
@@ -120,6 +121,7 @@ def test_every_old_flag_is_still_there() -> None:
         "--noise", "--sizes", "--repeats", "--cross", "--noise-model", "--noise-matrix", "--stratified", "--seed",
         "--model", "--models", "--width", "--conv", "--epochs", "--batch-size", "--no-augment", "--slots",
         "--steps-per-call", "--strategy", "--loop-group", "--checkpoint-seconds", "--memory-fraction",
+        "--image-size", "--test-fraction", "--split-seed",
     }  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """``python -m labelsim train --out DIR``: train a label-noise x volume sensitivity grid as one
 batched computation. Every config field declared with a flag in ``labelsim.config`` becomes a
-flag here; ``--set section.field=value`` sets any field. Flags override the preset."""
+flag here; ``--set section.field=value`` sets any field. Flags override the preset; without
+--preset, the dataset chooses it (``labelsim.config.default_config``)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labelsim.config import PRESETS, ConfigError, RunConfig, preset
+from labelsim.config import (
+    CONFIG_SECTIONS,
+    PRESETS,
+    REAL_DATA_DEFAULT_PRESET,
+    SYNTHETIC_DEFAULT_PRESET,
+    ConfigError,
+    RunConfig,
+    default_config,
+    preset,
+)
 from labelsim.rundir import RUN_FILE, RunDirError, read_meta
 
-SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))  # data, model, recipe, grid, exec
+SECTIONS = CONFIG_SECTIONS  # data, model, recipe, grid, exec
 SPEED_ONLY_SECTION = "exec"  # its fields change speed, never results: flags for it keep a bare --resume bare
 SET_EXAMPLE = "recipe.learning_rate=0.002"
 
@@ -66,7 +76,12 @@ def flagged_fields() -> tuple[ConfigField, ...]:
 # ------------------------------------------------------------------ value parsers
 
 
+NONE_WORD = "none"  # a list flag's value for "no items": --noise none, --sizes none
+
+
 def _floats(text: str) -> tuple[float, ...]:
+    if text.strip().lower() == NONE_WORD:
+        return ()
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -74,6 +89,8 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _ints(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == NONE_WORD:
+        return ()
     try:
         return tuple(int(float(v)) for v in text.split(",") if v.strip())
     except ValueError:
@@ -132,10 +149,21 @@ def value_parser(hint: Any) -> Callable[[str], Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's flags: the run's own, then one group per config section."""
-    parser.add_argument("--preset", help=f"named starting config: {', '.join(sorted(PRESETS))} (default: demo)")
+    parser.add_argument(
+        "--preset",
+        help=f"named starting config: {', '.join(sorted(PRESETS))}. Default: by --dataset: the synthetic set gets "
+        f"{SYNTHETIC_DEFAULT_PRESET} (small_cnn width 16, 12 epochs, lr decay at epoch 8, a small grid); a real "
+        f"dataset gets {REAL_DATA_DEFAULT_PRESET}'s model and recipe (the study's: small_cnn width 32, 125 epochs, "
+        "lr decays at epochs 75 and 100) with the default grid (--noise 0,0.1,0.2,0.3, no --sizes, 2 repeats)",
+    )
     parser.add_argument(
         "--out", required=True, type=_folder, help="run directory to write (must not hold a run, unless --resume)"
     )
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="load the data, check everything and print what the grid would train, then stop: nothing is trained "
+             "and no run folder is written",
+    )  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue the run in --out; finished replicas are kept")
     parser.add_argument(
         "--set", action="append", metavar="SECTION.FIELD=VALUE",
@@ -232,7 +260,7 @@ def check_typed_values(args: argparse.Namespace) -> None:
 
 def check_resume_flags(args: argparse.Namespace, config: RunConfig) -> None:
     """--resume with flags that change results (no --preset): a ConfigError naming only the typed flags
-    whose values differ from the run's stored config, or, when they agree with it but the demo preset they
+    whose values differ from the run's stored config, or, when they agree with it but the preset they
     apply to does not, one that says to resume with the stored config."""
     if not args.resume or args.preset is not None or not (args.out / RUN_FILE).is_file():
         return
@@ -255,8 +283,8 @@ def check_resume_flags(args: argparse.Namespace, config: RunConfig) -> None:
     results = lambda c: {k: v for k, v in c.to_dict().items() if k != SPEED_ONLY_SECTION}  # noqa: E731
     if results(config) != results(stored):
         raise ConfigError(
-            f"--resume: your flags agree with the run in {args.out}, but the rest of the demo preset they apply to "
-            f"does not; resume it with just {bare} (its stored config; speed flags may be added)"
+            f"--resume: your flags agree with the run in {args.out}, but the rest of the {config.preset} preset they "
+            f"apply to does not; resume it with just {bare} (its stored config; speed flags may be added)"
         )
 
 
@@ -265,23 +293,38 @@ def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for cf, value in requested_changes(args):
         sections[cf.section][cf.field.name] = value
-    return RunConfig(**{name: dataclasses.replace(getattr(config, name), **sections[name]) for name in SECTIONS})
+    changed = {name: dataclasses.replace(getattr(config, name), **sections[name]) for name in SECTIONS}
+    return dataclasses.replace(config, **changed)
+
+
+def typed_dataset(args: argparse.Namespace) -> str:
+    """The dataset the flags name (--dataset or --set data.name=...), else the default, the synthetic set."""
+    names = [value for cf, value in requested_changes(args) if cf.key == "data.name"]
+    return names[-1] if names else RunConfig().data.name
+
+
+def starting_config(args: argparse.Namespace) -> RunConfig:
+    """The config the flags apply to: --preset, else the default for the dataset they name."""
+    return preset(args.preset) if args.preset is not None else default_config(typed_dataset(args))
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """The config to run: the stored one for a bare --resume, else the preset plus flags."""
+    """The config to run: the stored one for a bare --resume, else the preset (or the dataset's default)
+    plus flags."""
     flags_given = args.preset is not None or any(
         cf.section != SPEED_ONLY_SECTION for cf, _ in requested_changes(args)
     )
     if args.resume and not flags_given and (args.out / "run.json").exists():
         return apply_overrides(stored_config(args.out), args)
-    return apply_overrides(preset(args.preset or "demo"), args)
+    return apply_overrides(starting_config(args), args)
 
 
 def stored_config(out: Path) -> RunConfig:
-    """The config a run directory was started with; a RunDirError when run.json is damaged."""
+    """The config a run directory was started with, and the preset it recorded; a RunDirError when run.json
+    is damaged."""
     try:
-        return RunConfig.from_dict(read_meta(out)["config"])
+        meta = read_meta(out)
+        return dataclasses.replace(RunConfig.from_dict(meta["config"]), preset=str(meta.get("preset") or ""))
     except RunDirError:
         raise
     except (ConfigError, TypeError, AttributeError) as err:
@@ -304,9 +347,14 @@ def run(args: argparse.Namespace) -> int:
     check_typed_values(args)
     config = resolve_config(args)
     check_resume_flags(args, config)
-    from labelsim.sim.runner import run_grid
+    from labelsim.sim import runner
 
-    out = run_grid(config, args.out, resume=args.resume, progress=not args.no_progress)
+    if args.dry_run:
+        plan = runner.plan_grid(config, args.out, resume=args.resume)
+        print(runner.describe_plan(config, plan))
+        print(f"dry run: nothing trained, {args.out} not written; run the same command without --dry-run to train")
+        return 0
+    out = runner.run_grid(config, args.out, resume=args.resume, progress=not args.no_progress)
     quoted = shlex.quote(str(out))
     print(f"done: {out}/run.json, replicas.csv, confusion.npz")
     print(f"next: python -m labelsim analyze {quoted}   |   python -m labelsim report {quoted}")

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from labelsim.config import ReplicaSpec, RunConfig
+from labelsim.config import RecipeConfig, ReplicaSpec, RunConfig, total_steps
 
 # Stream identifiers folded into the run's base key (recorded in run.json).
 STREAM_INIT, STREAM_DATA, STREAM_DROPOUT, STREAM_AUG, STREAM_SUBSET, STREAM_NOISE = range(6)
@@ -70,6 +70,33 @@ def build_replicas(config: RunConfig, full_size: int) -> list[ReplicaSpec]:
                     )
                 )
     return specs
+
+
+def describe_replicas(specs: list[ReplicaSpec], recipe: RecipeConfig) -> list[str]:
+    """The replica table in a few lines: its size and work (replica-images: the training images of every
+    replica summed; replica-steps: every replica's steps over its epochs), then per experiment its replicas,
+    noise levels and sizes."""
+    images = sum(spec.size for spec in specs)
+    steps = sum(total_steps(spec.size, recipe) for spec in specs)
+    repeats = len({spec.repeat for spec in specs})
+    lines = [
+        f"grid: {len(specs)} replicas ({repeats} repeats), {images:,} replica-images, "
+        f"{steps:,} replica-steps over {recipe.epochs} epochs"
+    ]
+    experiments: dict[str, list[ReplicaSpec]] = {}
+    for spec in specs:
+        experiments.setdefault(spec.experiment, []).append(spec)
+    for experiment, group in experiments.items():
+        rates = ", ".join(f"{rate:g}" for rate in sorted({spec.noise_rate for spec in group}))
+        noise_models = sorted({spec.noise_model for spec in group if spec.noise_rate > 0})
+        how = f" ({', '.join(noise_models)})" if noise_models else ""
+        sizes = ", ".join(str(size) for size in sorted({spec.size for spec in group}))
+        models = sorted({spec.model for spec in group})
+        lines.append(
+            f"  {experiment}: {len(group)} replicas, noise {rates}{how}, sizes {sizes}"
+            + (f", models {', '.join(models)}" if len(models) > 1 else "")
+        )
+    return lines
 
 
 def _crc(text: str) -> int:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from labelsim import __version__
 from labelsim.config import ConfigError, ReplicaSpec, RunConfig, total_steps
+from labelsim.models import standard_width
 from labelsim.rundir import (
     CHECKPOINT_FILE,
     RunDirError,
@@ -89,6 +90,7 @@ def run_meta(config: RunConfig, dataset: Dataset, n_replicas: int) -> dict[str, 
     return {
         "labelsim_version": __version__,
         "config": config.to_dict(),
+        "preset": config.preset or None,  # the preset the config's values started from
         "dataset": {"name": dataset.name, "train_size": len(dataset.y_train), "test_size": len(dataset.y_test)},
         "classes": list(dataset.class_names),
         "test_class_counts": np.bincount(dataset.y_test, minlength=dataset.num_classes).tolist(),
@@ -254,17 +256,27 @@ class GridRun:
         return sum(row.status in ("finished", "diverged") for row in self.store.rows)
 
 
-def run_grid(
+@dataclasses.dataclass(frozen=True)
+class GridPlan:
+    """What a run will train, every input checked, before anything is written."""
+
+    out: Path  # where this process writes (process 0: the --out folder)
+    dataset: Dataset
+    specs: list[ReplicaSpec]
+    programs: dict[str, ModelProgram]
+    noise_inputs: dict[str, Any]
+
+
+def plan_grid(
     config: RunConfig,
     out: str | Path,
     *,
     resume: bool = False,
     replicas: list[ReplicaSpec] | None = None,
-    progress: bool = True,
     dataset: Dataset | None = None,
-    on_chunk: Callable[[int], None] | None = None,
-) -> Path:
-    """Train every replica of the grid (or the given custom replicas) and write the run directory."""
+) -> GridPlan:
+    """Check the config, the output folder and every replica against the data, and build the replica
+    table; writes nothing (``--dry-run`` stops here)."""
     out = distributed.private_run_dir(out, resume)  # process 0 writes OUT; others a private copy
     validate_config(config)
     validate_output(out, resume)
@@ -283,10 +295,50 @@ def run_grid(
     check_room(out, estimate_result_bytes(len(specs), dataset.num_classes, checkpoint))
     extra = noise_kwargs(config)
     check_noise_inputs(config, specs, dataset, extra)
+    return GridPlan(out, dataset, specs, programs, extra)
+
+
+def describe_plan(config: RunConfig, plan: GridPlan) -> str:
+    """What a run will train: the settings actually used and where they came from, then the replica table
+    summary."""
+    model = config.model
+    standard = standard_width(model.name)
+    width = f"width {model.width}" if model.width else f"width {standard} (standard)" if standard else "no width"
+    models = f"models {', '.join(config.grid.models)}" if config.grid.models else f"model {model.name}, {width}"
+    recipe = config.recipe
+    decays = "".join(f" -> {rate:g} from epoch {epoch}" for epoch, rate in recipe.lr_decays)
+    origin = f"preset {config.preset}; flags override it" if config.preset else "no preset recorded"
+    data = plan.dataset
+    lines = [
+        f"training {models}; {recipe.epochs} epochs, batch {recipe.batch_size}, lr {recipe.learning_rate:g}{decays} "
+        f"(from {origin})",
+        f"data: {data.name}, {len(data.y_train)} training and {len(data.y_test)} test images, "
+        f"{data.num_classes} classes",
+        *grid.describe_replicas(plan.specs, config.recipe),
+    ]
+    return "\n".join(lines)
+
+
+def run_grid(
+    config: RunConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    replicas: list[ReplicaSpec] | None = None,
+    progress: bool = True,
+    dataset: Dataset | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> Path:
+    """Train every replica of the grid (or the given custom replicas) and write the run directory. A grid
+    (no custom replicas) first prints what it will train."""
+    plan = plan_grid(config, out, resume=resume, replicas=replicas, dataset=dataset)
+    if replicas is None and distributed.is_writer():
+        print(describe_plan(config, plan), flush=True)
     # Everything is checked: only now is the folder claimed (and created), and written.
-    with claim(out):  # one writer per folder, until training ends
-        _train_into(config, out, resume, specs, dataset, programs, extra, progress, on_chunk)
-    return out
+    with claim(plan.out):  # one writer per folder, until training ends
+        _train_into(config, plan.out, resume, plan.specs, plan.dataset, plan.programs, plan.noise_inputs, progress,
+                    on_chunk)  # fmt: skip
+    return plan.out
 
 
 def _train_into(config: RunConfig, out: Path, resume: bool, specs: list[ReplicaSpec], dataset: Dataset,
