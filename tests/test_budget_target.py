@@ -123,7 +123,8 @@ def test_budget_simulate_target_trains_the_ladder_then_fresh_repeats(tmp_path, m
     assert [c[0].name.split("_")[0] for c in target_calls] in (["ladder"], ["ladder", "fresh"])
     saved = json.loads((run / "analysis" / "budget.json").read_text())["target_simulation"]
     assert saved["target"] == 0.6 and saved["rungs"]
-    assert {r["strategy"] for r in saved["rungs"]} == set(saved["measured_cost"])
+    labels = " ".join(r["label"] for r in saved["rungs"])
+    assert all(name in labels for name in saved["measured_cost"])  # every strategy's rungs are shown
     if len(target_calls) == 2:
         assert {spec.repeat for spec in target_calls[1][2]} == {2, 3}  # fresh repeats: new seeds
     # the same question again resumes the same folders instead of training new ones
@@ -142,3 +143,13 @@ def test_budget_simulate_target_needs_two_repeats(tmp_path, capsys) -> None:
     assert run_command(argv) == 2
     err = capsys.readouterr().err
     assert "--repeats 1" in err and "--target" in err and err.count("\n") == 1
+
+
+def test_rungs_that_buy_the_same_labels_are_shown_once_under_all_their_names() -> None:
+    _, _, _, answer = _answer(0.90, overrated=False)
+    rows = target_to_dict(answer)["rungs"]
+    distinct = {r.counts.tobytes() for r in answer.rungs}
+    assert len(rows) == len(distinct) < len(answer.rungs)  # 'all expert' and 'equal per class, expert' coincide
+    assert any(" = " in row["label"] for row in rows)
+    named = " ".join(row["label"] for row in rows)
+    assert all(r.strategy in named for r in answer.rungs)

@@ -193,6 +193,22 @@ def _pm(rung: Rung) -> str:
     return f"{100 * rung.mean:.1f}%{se}"
 
 
+def _distinct(rungs: Sequence[Rung]) -> list[tuple[str, Rung]]:
+    """Rungs that buy the same labels shown once, under all their names ("all crowd = equal per
+    class, crowd @ 13.10"), in the order of their first appearance."""
+    groups: dict[bytes, list[Rung]] = {}
+    for rung in rungs:
+        groups.setdefault(rung.counts.tobytes(), []).append(rung)
+    out = []
+    for group in groups.values():
+        if len({r.budget for r in group}) == 1:
+            label = " = ".join(r.strategy for r in group) + f" @ {group[0].budget:,.2f}"
+        else:
+            label = " = ".join(r.label for r in group)
+        out.append((label, group[0]))
+    return out
+
+
 def target_to_dict(answer: TargetAnswer) -> dict[str, Any]:
     """The measured cost to the target, JSON-ready."""
 
@@ -209,7 +225,7 @@ def target_to_dict(answer: TargetAnswer) -> dict[str, Any]:
         "target": answer.target,
         "ladder": list(answer.ladder),
         "verdict": target_verdict(answer),
-        "rungs": [row(r) for r in answer.rungs],
+        "rungs": [row(r) | {"label": label} for label, r in _distinct(answer.rungs)],
         "measured_cost": {name: (r.cost if r is not None else None) for name, r in answer.reached.items()},
         "fresh": [row(r) for r in answer.fresh.values()],
     }
