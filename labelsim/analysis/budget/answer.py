@@ -71,31 +71,33 @@ def _curve_point(budget: float, plan: Plan) -> dict[str, Any]:
     }
 
 
+def plan_at(problem: BudgetProblem, strategy: str, budget: float, optimizer: Optimizer | None = None) -> Plan:
+    """A strategy's plan at another budget (point predictions, no intervals)."""
+    at = problem.with_budget(budget)
+    if strategy == OPTIMIZED:
+        return optimize(at, optimizer, intervals=False)
+    return next(p for p in simple_strategies(at, intervals=False) if p.strategy == strategy)
+
+
 def cost_to_reach(
     problem: BudgetProblem, strategy: str, target: float, top: float, optimizer: Optimizer | None = None
 ) -> float | None:
     """Smallest budget (to 0.1%) at which a strategy's predicted objective reaches ``target``,
     searched up to ``top``; None if it never does. The cost reported is the plan's own cost."""
 
-    def plan_at(b: float) -> Plan:
-        at = problem.with_budget(b)
-        if strategy == OPTIMIZED:
-            return optimize(at, optimizer, intervals=False)
-        return next(p for p in simple_strategies(at, intervals=False) if p.strategy == strategy)
-
     def reaches(b: float) -> bool:
-        return bool(plan_at(b).objective >= target - 1e-12)
+        return bool(plan_at(problem, strategy, b, optimizer).objective >= target - 1e-12)
 
     low = minimum_cost(problem)
     if not reaches(top):
         return None
     if reaches(low):
-        return plan_at(low).cost
+        return plan_at(problem, strategy, low, optimizer).cost
     lo, hi = low, top
     while hi - lo > 1e-3 * hi:
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if reaches(mid) else (mid, hi)
-    return plan_at(hi).cost
+    return plan_at(problem, strategy, hi, optimizer).cost
 
 
 @dataclass(frozen=True)

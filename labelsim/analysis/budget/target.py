@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
 
-from labelsim.analysis.budget.answer import BudgetResult
+from labelsim.analysis.budget.answer import BudgetResult, plan_at
 from labelsim.analysis.budget.errors import BudgetError
-from labelsim.analysis.budget.plans import OPTIMIZED, Plan, build_optimizer, objective_value, optimize, simple_strategies
+from labelsim.analysis.budget.plans import OPTIMIZED, build_optimizer, objective_value
 from labelsim.analysis.budget.problem import BudgetProblem, minimum_cost
 
 TARGET_DIR = "budget_target"  # RUN_DIR/budget_target/ladder_<digest>, fresh_<digest>: simulated runs
+
+NOT_TRAINED = np.zeros(0)  # a rung's measurements when it could not be trained
 
 # Rungs as multiples of a strategy's predicted cost to reach the target: the predictions
 # have been off by a few points of accuracy, which is tens of percent of cost on a flat curve.
@@ -86,14 +88,6 @@ class TargetAnswer:
         return min(found, key=lambda r: (r.cost, -r.mean)) if found else None
 
 
-def plan_at(problem: BudgetProblem, strategy: str, budget: float, optimizer: Any = None) -> Plan:
-    """A strategy's plan at another budget (point predictions, no intervals)."""
-    at = problem.with_budget(budget)
-    if strategy == OPTIMIZED:
-        return optimize(at, optimizer, intervals=False)
-    return next(p for p in simple_strategies(at, intervals=False) if p.strategy == strategy)
-
-
 def target_rungs(result: BudgetResult, ladder: Sequence[float] = LADDER) -> list[Rung]:
     """Each strategy's plans at ``ladder`` times its predicted cost to the target (or below
     the sweep's top budget when it never reaches the target), at or above the cheapest useful
@@ -125,7 +119,7 @@ def measure_target(result: BudgetResult, train: Any, repeats: int, ladder: Seque
     problem, target = result.problem, float(result.target)
     rungs = target_rungs(result, ladder)
     measured = _train_once(problem, train, rungs, repeats, 0, "ladder")
-    rungs = [_with(r, measured.get(r.counts.tobytes())) for r in rungs]
+    rungs = [replace(r, measured=measured.get(r.counts.tobytes(), NOT_TRAINED)) for r in rungs]
     reached: dict[str, Rung | None] = {}
     for strategy in result.cost_to_target:
         passing = [r for r in rungs if r.strategy == strategy and len(r.measured) and r.mean >= target]
@@ -134,7 +128,7 @@ def measure_target(result: BudgetResult, train: Any, repeats: int, ladder: Seque
     finals = [r for r in (answer.answer, answer.best_simple) if r is not None]
     if finals:
         fresh = _train_once(problem, train, finals, repeats, repeats, "fresh")
-        answer.fresh = {r.label: _with(r, fresh.get(r.counts.tobytes())) for r in finals}
+        answer.fresh = {r.label: replace(r, measured=fresh.get(r.counts.tobytes(), NOT_TRAINED)) for r in finals}
     return answer
 
 
@@ -154,11 +148,6 @@ def _train_once(
         for key, (label, _) in candidates.items()
         if label in results
     }
-
-
-def _with(rung: Rung, measured: np.ndarray | None) -> Rung:
-    return Rung(rung.strategy, rung.budget, rung.counts, rung.cost, rung.predicted,
-                np.zeros(0) if measured is None else measured)  # fmt: skip
 
 
 def target_verdict(answer: TargetAnswer) -> str:
