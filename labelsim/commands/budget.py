@@ -64,7 +64,7 @@ from labelsim.analysis.budget.loop import (
 )
 from labelsim.analysis.budget.plans import OPTIMIZED
 from labelsim.analysis.budget.problem import check_budget_size
-from labelsim.analysis.budget.simulation import simulation_verdict
+from labelsim.analysis.budget.simulation import describe_training, simulation_verdict
 from labelsim.analysis.budget.target import TARGET_DIR, TargetAnswer, measure_target, target_to_dict
 from labelsim.analysis.saved_budget import SAVED_NAME
 from labelsim.config import ConfigError, RunConfig
@@ -267,6 +267,8 @@ def simulate(result: BudgetResult, context: RunContext, args: argparse.Namespace
     from labelsim.sim.runner import run_grid  # training needs jax: imported for --simulate only
 
     sim = prepare_simulation(result, context, out=args.simulate_out, repeats=args.repeats, resume=args.resume)
+    named = [(" = ".join(p.strategy for p in group), group[0]) for group in sim.plans.values()]
+    print(describe_training(named, len(sim.specs), sim.out), file=sys.stderr, flush=True)
     with _folder_flag("--simulate-out"):
         run_grid(sim.config, sim.out, resume=args.resume, replicas=sim.specs, progress=not args.json)
     return compare_simulation(sim.out, sim.plans, context.classes)

@@ -27,6 +27,7 @@ from labelsim.config import (
     preset,
 )
 from labelsim.rundir import RUN_FILE, RunDirError, read_meta
+from labelsim.rundir.reader import GROWABLE_FIELDS, NOISE_INPUT_FIELDS, differing_fields
 
 SECTIONS = CONFIG_SECTIONS  # data, model, recipe, grid, exec
 SPEED_ONLY_SECTION = "exec"  # its fields change speed, never results: flags for it keep a bare --resume bare
@@ -164,7 +165,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="load the data, check everything and print what the grid would train, then stop: nothing is trained "
              "and no run folder is written",
     )  # fmt: skip
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out; finished replicas are kept")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue the run in --out; finished replicas are kept. Flags for more --repeats, --noise levels, "
+             "--sizes, --noise-model or --models than it has grow its grid: only the new points train",
+    )  # fmt: skip
     parser.add_argument(
         "--set", action="append", metavar="SECTION.FIELD=VALUE",
         help=f"set any config field, e.g. {SET_EXAMPLE} (repeatable; after the flags; lists comma-separated, "
@@ -261,7 +266,8 @@ def check_typed_values(args: argparse.Namespace) -> None:
 def check_resume_flags(args: argparse.Namespace, config: RunConfig) -> None:
     """--resume with flags that change results (no --preset): a ConfigError naming only the typed flags
     whose values differ from the run's stored config, or, when they agree with it but the preset they
-    apply to does not, one that says to resume with the stored config."""
+    apply to does not, one that says to resume with the stored config. Typed flags that grow the grid
+    (``growing_changes``) may differ: the run checks them against its stored replicas."""
     if not args.resume or args.preset is not None or not (args.out / RUN_FILE).is_file():
         return
     # The last change of a field is the one that applies.
@@ -269,10 +275,12 @@ def check_resume_flags(args: argparse.Namespace, config: RunConfig) -> None:
     if not typed:
         return
     stored = stored_config(args.out)
+    grown = {c.field.key for c in growing_changes(args, stored)}
     changed = [
         f"{change} (the run has {change.field.key} {_shown(stored_value)})"
-        for change in typed.values()
-        if (stored_value := getattr(getattr(stored, change.field.section), change.field.field.name)) != change.value
+        for key, change in typed.items()
+        if key not in grown
+        and (stored_value := getattr(getattr(stored, change.field.section), change.field.field.name)) != change.value
     ]
     bare = f"--resume --out {shlex.quote(str(args.out))}"
     if changed:
@@ -280,12 +288,25 @@ def check_resume_flags(args: argparse.Namespace, config: RunConfig) -> None:
             f"--resume: {args.out} was started with other settings: {'; '.join(changed)}; resume it with just "
             f"{bare} (its stored config), or start a new --out"
         )
-    results = lambda c: {k: v for k, v in c.to_dict().items() if k != SPEED_ONLY_SECTION}  # noqa: E731
-    if results(config) != results(stored):
+    differences = differing_fields(stored.to_dict(), config.to_dict())
+    if any(not key.startswith(f"{SPEED_ONLY_SECTION}.") and key not in grown for key in differences):
         raise ConfigError(
             f"--resume: your flags agree with the run in {args.out}, but the rest of the {config.preset} preset they "
-            f"apply to does not; resume it with just {bare} (its stored config; speed flags may be added)"
+            f"apply to does not; resume it with just {bare} (its stored config; speed flags and flags that grow "
+            "its grid may be added)"
         )
+
+
+def growing_changes(args: argparse.Namespace, stored: RunConfig) -> list[TypedChange]:
+    """The typed changes that may grow a resumed run's grid: its extent (``GROWABLE_FIELDS``), and a noise
+    input (--noise-matrix, --human-labels) the run was started without."""
+    def grows(change: TypedChange) -> bool:
+        if change.field.key in GROWABLE_FIELDS:
+            return True
+        stored_value = getattr(getattr(stored, change.field.section), change.field.field.name)
+        return change.field.key in NOISE_INPUT_FIELDS and not stored_value
+
+    return [change for change in typed_changes(args) if grows(change)]
 
 
 def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
@@ -309,13 +330,13 @@ def starting_config(args: argparse.Namespace) -> RunConfig:
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """The config to run: the stored one for a bare --resume, else the preset (or the dataset's default)
-    plus flags."""
-    flags_given = args.preset is not None or any(
-        cf.section != SPEED_ONLY_SECTION for cf, _ in requested_changes(args)
-    )
-    if args.resume and not flags_given and (args.out / "run.json").exists():
-        return apply_overrides(stored_config(args.out), args)
+    """The config to run: for a --resume whose only flags change speed or grow the grid (no --preset), the
+    stored one plus those flags; else the preset (or the dataset's default) plus flags."""
+    if args.resume and args.preset is None and (args.out / RUN_FILE).exists():
+        stored = stored_config(args.out)
+        grown = {c.field.key for c in growing_changes(args, stored)}
+        if all(cf.section == SPEED_ONLY_SECTION or cf.key in grown for cf, _ in requested_changes(args)):
+            return apply_overrides(stored, args)
     return apply_overrides(starting_config(args), args)
 
 

@@ -142,6 +142,10 @@ def read_confusion(path: Path, replicas: int) -> tuple[np.ndarray, np.ndarray | 
             transitions = np.asarray(data["transitions"], np.int64) if "transitions" in data else None
     except NPZ_ERRORS as err:
         raise _damaged(file, err) from None
+    tail = None if transitions is None else transitions[replicas:]
+    if counts.ndim == 3 and counts.shape[0] > replicas and not counts[replicas:].any() and not np.any(tail):
+        counts = counts[:replicas]  # an extension stopped before its rows were recorded: zeros, not results
+        transitions = None if transitions is None else transitions[:replicas]
     if counts.ndim != 3 or counts.shape[0] != replicas or (transitions is not None and counts.shape != transitions.shape):
         shapes = f"counts of shape {counts.shape}" + ("" if transitions is None else f" and transitions of shape {transitions.shape}")
         raise RunDirError(
@@ -149,6 +153,18 @@ def read_confusion(path: Path, replicas: int) -> tuple[np.ndarray, np.ndarray | 
             "restore them or start a new --out"
         )
     return counts, transitions
+
+
+def recorded_rows(meta: dict[str, Any], rows: list[Replica]) -> list[Replica]:
+    """The replicas run.json counts. Growing a grid writes the new rows before run.json, which records them
+    last; a kill in between leaves rows past the recorded count that never trained: they are not part of the
+    run yet (the next resume writes the table again)."""
+    recorded = meta.get("replicas")
+    if not isinstance(recorded, int) or not 0 < recorded < len(rows):
+        return rows
+    if any(row.status != "pending" or row.steps for row in rows[recorded:]):
+        return rows
+    return rows[:recorded]
 
 
 @dataclass(frozen=True)
@@ -208,7 +224,7 @@ def load_run(run_dir: str | Path) -> Run:
     if not path.is_dir():
         raise RunDirError(f"{path} is not a directory; give the folder a run wrote (with run.json)")
     meta = read_meta(path)
-    replicas = read_rows(path)
+    replicas = recorded_rows(meta, read_rows(path))
     if not replicas:
         raise RunDirError(f"{path / TABLE_FILE} has no replica rows")
     classes = meta.get("classes")
@@ -235,13 +251,25 @@ def class_shares(meta: dict[str, Any], num_classes: int) -> np.ndarray:
     return np.full(num_classes, 1.0 / num_classes)
 
 
-def config_differences(stored: dict[str, Any], requested: dict[str, Any], prefix: str = "") -> list[str]:
-    """Every setting that differs between two config dicts, as 'section.field: stored X, requested Y'."""
-    differences: list[str] = []
+# The grid's extent: a resumed run may grow these (more repeats, levels, sizes, noise models, models, the
+# cross), which adds replicas and changes none of the stored ones (their keys come from grid coordinates).
+GROWABLE_FIELDS = ("grid.repeats", "grid.noise_levels", "grid.sizes", "grid.noise_models", "grid.models", "grid.cross")
+# Inputs of noise models: a grown grid may add one the run did not use (a new noise model's).
+NOISE_INPUT_FIELDS = ("grid.noise_matrix", "data.human_labels")
+
+
+def differing_fields(stored: dict[str, Any], requested: dict[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Every setting that differs between two config dicts: 'section.field' -> (stored, requested)."""
+    differences: dict[str, tuple[Any, Any]] = {}
     for key in sorted(set(stored) | set(requested), key=str):
         a, b = stored.get(key), requested.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            differences += config_differences(a, b, f"{prefix}{key}.")
+            differences |= differing_fields(a, b, f"{prefix}{key}.")
         elif a != b:
-            differences.append(f"{prefix}{key}: stored {a!r}, requested {b!r}")
+            differences[f"{prefix}{key}"] = (a, b)
     return differences
+
+
+def config_differences(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
+    """Every setting that differs between two config dicts, as 'section.field: stored X, requested Y'."""
+    return [f"{key}: stored {a!r}, requested {b!r}" for key, (a, b) in differing_fields(stored, requested).items()]

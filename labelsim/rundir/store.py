@@ -15,6 +15,7 @@ from labelsim.rundir.reader import (
     read_confusion,
     read_meta,
     read_rows,
+    recorded_rows,
     results_without_run_file,
     run_leftovers,
     trained_nothing,
@@ -79,7 +80,7 @@ class RunStore:
             what = "a file, not a folder" if path.exists() else "not there"
             raise RunDirError(f"{path} is {what}; give the run directory a run wrote (the folder with run.json)")
         meta = read_meta(path)
-        rows = read_rows(path)
+        rows = recorded_rows(meta, read_rows(path))
         recorded = meta.get("replicas")
         if isinstance(recorded, int) and recorded != len(rows):
             raise RunDirError(
@@ -103,9 +104,41 @@ class RunStore:
         write_json(self.path / RUN_FILE, self.meta)
         self.dirty = False
 
+    def append(self, specs: list[ReplicaSpec]) -> None:
+        """Add replicas to train after the stored ones (numbered on from them), with empty counts; the stored
+        rows and counts are left as they are. Written at the next flush, run.json last: until then a reader
+        sees the run without them (``recorded_rows``)."""
+        start = len(self.rows)
+        self.rows += [Replica.from_spec(dataclasses.replace(spec, replica=start + i)) for i, spec in enumerate(specs)]
+        empty = np.zeros((len(specs), *self.counts.shape[1:]), np.int64)
+        self.counts = np.concatenate([self.counts, empty])
+        self.transitions = np.concatenate([self.transitions, empty])
+        self.meta["replicas"] = len(self.rows)
+        self.dirty = True
+
     def pending(self) -> list[int]:
         """Replicas that still have to train."""
         return [i for i, row in enumerate(self.rows) if row.status not in FINAL_STATUSES]
+
+
+def grid_point(spec: ReplicaSpec) -> tuple:
+    """What a replica trains, whatever its number in the table: its model, noise, training set, repeat and
+    learning-rate scale (rates as replicas.csv keeps them; the noise model is irrelevant at rate 0, as in
+    ``labelsim.sim.grid.build_replicas``). Its experiment tag is left out: a point two experiments share
+    (the clean full-size one) trains once."""
+    rate = float(f"{spec.noise_rate:.6g}")
+    noisy = rate > 0 or spec.class_noise is not None
+    class_noise = None if spec.class_noise is None else tuple(float(f"{r:.6g}") for r in spec.class_noise)
+    return (spec.model, spec.noise_model if noisy else "", rate, spec.train_size, spec.class_sizes, class_noise,
+            spec.repeat, spec.label, float(f"{spec.lr_scale:.6g}"))  # fmt: skip
+
+
+def grid_changes(rows: list[Replica], specs: list[ReplicaSpec]) -> tuple[list[Replica], list[ReplicaSpec]]:
+    """(stored replicas that ``specs`` lack, specs the stored replicas lack), by grid point."""
+    stored = {grid_point(row.spec) for row in rows}
+    wanted = {grid_point(spec) for spec in specs}
+    dropped = [row for row in rows if grid_point(row.spec) not in wanted]
+    return dropped, [spec for spec in specs if grid_point(spec) not in stored]
 
 
 def clear_stopped_creation(path: Path) -> list[str]:

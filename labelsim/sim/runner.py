@@ -36,6 +36,7 @@ from labelsim.rundir import (
     remove_partial_writes,
     specs_match,
 )
+from labelsim.rundir.store import grid_changes
 from labelsim.sim import distributed, grid, noise
 from labelsim.sim.checkpoint import read_checkpoint, write_checkpoint
 from labelsim.sim.data import Dataset, load_dataset
@@ -110,10 +111,11 @@ def run_meta(config: RunConfig, dataset: Dataset, n_replicas: int) -> dict[str, 
 
 def open_store(
     config: RunConfig, out: Path, resume: bool, specs: list[ReplicaSpec], dataset: Dataset,
-    extra: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None, grow: bool = False,
 ) -> RunStore:
     """A fresh store, or (for --resume, whose config ``validate_resume`` has checked) the
-    existing one, checked against this data, these noise inputs and replica table."""
+    existing one, checked against this data, these noise inputs and replica table. With ``grow``
+    (a grid), the specs may be a superset of the stored replicas: the new ones are appended."""
     fresh = run_meta(config, dataset, len(specs))
     inputs = input_fingerprints(fresh["config"], dataset, extra or {})
     if not resume:
@@ -126,7 +128,9 @@ def open_store(
             )
         return RunStore.create(out, fresh | {INPUTS_KEY: inputs}, specs, dataset.num_classes)
     store = RunStore.open(out)
-    check_inputs(out, store.meta.get(INPUTS_KEY), inputs)
+    stored_inputs = store.meta.get(INPUTS_KEY)
+    # A grown grid may add a noise input (a new noise model's); the stored ones must not change.
+    check_inputs(out, stored_inputs, {k: v for k, v in inputs.items() if not stored_inputs or k in stored_inputs})
     store.meta.setdefault(INPUTS_KEY, inputs)  # runs from before inputs were fingerprinted
     store.meta.setdefault("train_class_counts", fresh["train_class_counts"])  # runs from before it was recorded
     for key in ("dataset", "classes", "test_class_counts", "train_class_counts"):
@@ -135,13 +139,34 @@ def open_store(
                 f"{out} was trained on other data ({key}: stored {store.meta.get(key)!r}, now {fresh[key]!r}); "
                 "resume it with the data it started on, or start a new --out"
             )
-    if len(store.rows) != len(specs) or not all(specs_match(r.spec, s) for r, s in zip(store.rows, specs)):
+    if grow:
+        new = _new_points(store, specs)
+    elif len(store.rows) != len(specs) or not all(specs_match(r.spec, s) for r, s in zip(store.rows, specs)):
         raise RunDirError(
             f"{out} holds a different replica table than this config makes ({len(store.rows)} stored replicas, "
             f"{len(specs)} requested); resume with the same replicas, or start a new --out"
         )
     remove_partial_writes(out)
+    if grow and new:
+        if distributed.is_writer():
+            print(f"extending {out}: {len(store.rows)} stored replicas kept, {len(new)} new to train", flush=True)
+        # One flush records them: run.json, written last, makes them part of the run with the grown config.
+        store.append(new)
+        store.meta.update(config=fresh["config"], status="running", finished=None, **{INPUTS_KEY: inputs})
+        store.flush()
     return store
+
+
+def _new_points(store: RunStore, specs: list[ReplicaSpec]) -> list[ReplicaSpec]:
+    """The specs whose grid points the store lacks; a RunDirError when the specs lack a stored replica."""
+    dropped, new = grid_changes(store.rows, specs)
+    if dropped:
+        listed = ", ".join(f"replica {row.replica}" for row in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+        raise RunDirError(
+            f"{store.path} holds replicas this config does not make ({listed}); pass the full grid "
+            "to grow it, or start a new --out"
+        )
+    return new
 
 
 def noise_kwargs(config: RunConfig) -> dict[str, Any]:
@@ -206,19 +231,46 @@ def _fits(program: ModelProgram, side: int, channels: int) -> bool:
     return True
 
 
-class Progress:
-    """A progress bar (tqdm) over useful replica-steps, with utilization."""
+# Seconds the first chunk of each model's program took in this process (compiling it included): the
+# estimate for the next compile of that model.
+_FIRST_CHUNK_SECONDS: dict[str, float] = {}
 
-    def __init__(self, total: int, enabled: bool):
-        self.bar = None
+
+class Progress:
+    """What training of one model shows on stderr: a line while its batched program compiles (with about
+    how long, when a compile of it was measured before: in this process, else ``previous``, the run's last
+    session), then a bar over useful replica-steps with the finished replicas and utilization, all whole
+    numbers. The bar starts once the first chunk (which compiles the program) is done, so its rate and ETA
+    come from measured training steps, never from the compile time."""
+
+    def __init__(self, model: str, total: int, enabled: bool, previous: float | None = None):
+        self.model, self.total, self.enabled = model, total, enabled
+        self.bar: tqdm | None = None
+        self.done = 0
+        self.first_chunk_seconds: float | None = None
+        self.started = time.monotonic()
         if enabled:
-            self.bar = tqdm(total=total, unit="step", unit_scale=True, mininterval=1.0, file=sys.stderr, dynamic_ncols=True)
+            estimate = _FIRST_CHUNK_SECONDS.get(model, previous)
+            about = "..." if estimate is None else f"(about {max(round(estimate), 1)} s)"
+            print(f"compiling the batched program for {model} {about}", file=sys.stderr, flush=True)
 
     def update(self, useful: int, utilization: float, finished: int, total_replicas: int) -> None:
-        """Advance by ``useful`` replica-steps."""
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"replicas {finished}/{total_replicas}, util {utilization:.0%}", refresh=False)
-            self.bar.update(useful)
+        """Advance by ``useful`` replica-steps; the first call ends the compile."""
+        self.done += useful
+        if self.first_chunk_seconds is None:
+            self.first_chunk_seconds = _FIRST_CHUNK_SECONDS[self.model] = time.monotonic() - self.started
+            if self.enabled:
+                print(f"compiled in {self.first_chunk_seconds:.1f} s (the first chunk of steps included)",
+                      file=sys.stderr, flush=True)  # fmt: skip
+        if not self.enabled:
+            return
+        postfix = f"replicas {finished}/{total_replicas}, util {utilization:.0%}"
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, initial=self.done, unit="step", mininterval=1.0, file=sys.stderr,
+                            dynamic_ncols=True, postfix=postfix)  # fmt: skip
+            return
+        self.bar.set_postfix_str(postfix, refresh=False)
+        self.bar.update(useful)
 
     def close(self) -> None:
         """Finish the bar."""
@@ -337,15 +389,15 @@ def run_grid(
     # Everything is checked: only now is the folder claimed (and created), and written.
     with claim(plan.out):  # one writer per folder, until training ends
         _train_into(config, plan.out, resume, plan.specs, plan.dataset, plan.programs, plan.noise_inputs, progress,
-                    on_chunk)  # fmt: skip
+                    on_chunk, replicas is None)  # fmt: skip
     return plan.out
 
 
 def _train_into(config: RunConfig, out: Path, resume: bool, specs: list[ReplicaSpec], dataset: Dataset,
                 programs: dict[str, ModelProgram], extra: dict[str, Any], progress: bool,
-                on_chunk: Callable[[int], None] | None) -> None:
-    """Open (or create) the store and train every model's pending replicas into it."""
-    store = open_store(config, out, resume, specs, dataset, extra)
+                on_chunk: Callable[[int], None] | None, grow: bool) -> None:
+    """Open (or create, or grow) the store and train every model's pending replicas into it."""
+    store = open_store(config, out, resume, specs, dataset, extra, grow=grow)
     store.meta["sessions"].append({"started": now(), "device": store.meta.get("device")})
     store.meta["status"] = "running"
     ctx = GridRun(config, dataset, store, extra, RunStats(**store.meta.get("step_counts", {})), progress, on_chunk)
@@ -368,17 +420,21 @@ def _run_model(ctx: GridRun, program: ModelProgram) -> None:
     # Slots come from ALL of the model's replicas, not the pending ones, and a resumed run
     # reuses the slot count it recorded (free memory may differ now): it then compiles the same
     # program as the uninterrupted run (same results, bit for bit) and its checkpoint's slots
-    # fit. An explicit --slots still wins.
+    # fit. A grown grid keeps its models' slot counts too; a model it adds chooses its own.
+    # An explicit --slots still wins.
     sizes = [row.size for row in store.rows if row.model == program.name]
     recorded = store.meta.setdefault("slots_per_model", {})
     slots = recorded.get(program.name) if config.exec.slots == 0 else None
     slots = slots or choose_run_slots(config, ctx.dataset, program, useful_slots(sizes, config))
     recorded[program.name] = slots
     trainer = SlotTrainer(config, ctx.dataset, program, slots)
-    store.meta.setdefault("execution", {})[program.name] = trainer.execution_info()
+    execution = store.meta.setdefault("execution", {})
+    previous = execution.get(program.name, {}).get("first_chunk_seconds")
+    execution[program.name] = trainer.execution_info()
     restored = _restore(ctx, trainer)
     queue = [i for i in queue if i not in restored]
-    bar = Progress(sum(total_steps(store.rows[i].size, config.recipe) for i in pending), ctx.show_progress)
+    total = sum(total_steps(store.rows[i].size, config.recipe) for i in pending)
+    bar = Progress(program.name, total, ctx.show_progress, previous)
     last_checkpoint = time.monotonic()
     try:
         _fill_slots(ctx, trainer, queue)
@@ -386,6 +442,7 @@ def _run_model(ctx: GridRun, program: ModelProgram) -> None:
             useful = _advance(ctx, trainer)
             _fill_slots(ctx, trainer, queue)
             bar.update(useful, ctx.stats.utilization, ctx.finished_count(), len(store.rows))
+            execution[program.name]["first_chunk_seconds"] = round(bar.first_chunk_seconds, 1)
             store.meta.update(utilization=ctx.stats.utilization, step_counts=vars(ctx.stats))
             if time.monotonic() - last_checkpoint >= config.exec.checkpoint_seconds:
                 store.flush()

@@ -16,12 +16,12 @@ from labelsim.config import REPLICA_STRATEGIES, ConfigError, ReplicaSpec, RunCon
 from labelsim.rundir import (
     RUN_FILE,
     RunDirError,
-    config_differences,
     read_meta,
     results_without_run_file,
     run_leftovers,
     trained_nothing,
 )
+from labelsim.rundir.reader import GROWABLE_FIELDS, differing_fields
 from labelsim.sim.fingerprint import check_stored_config
 
 KNOWN_STRATEGIES = ("auto", *REPLICA_STRATEGIES)
@@ -154,23 +154,72 @@ def _check_per_class(where: str, what: str, values: tuple, classes: int) -> None
 
 
 def validate_resume(out: Path, config: RunConfig) -> dict[str, Any]:
-    """The stored run.json of ``out``, if its config makes the same results as ``config``."""
+    """The stored run.json of ``out``, if ``config`` makes the same results as its config, or grows its grid
+    (``GROWABLE_FIELDS``: every stored replica kept, new ones added)."""
     meta = read_meta(Path(out))
     check_stored_config(out, meta)
     try:
-        stored = RunConfig.from_dict(meta["config"]).to_dict()
+        stored_config = RunConfig.from_dict(meta["config"])
     except (ConfigError, TypeError, AttributeError, ValueError) as err:
         raise RunDirError(f"{Path(out) / RUN_FILE} holds an unreadable config ({err}); start a new --out") from None
-    stored.pop("exec", None)  # speed settings: they never change results
+    stored = {k: v for k, v in stored_config.to_dict().items() if k != "exec"}  # speed settings: results unchanged
     requested = {k: v for k, v in config.to_dict().items() if k != "exec"}
-    differences = config_differences(stored, requested)
-    if differences:
-        listed = "; ".join(differences[:6]) + ("; ..." if len(differences) > 6 else "")
+    differences = differing_fields(stored, requested)
+    growable = set(GROWABLE_FIELDS) | _new_noise_inputs(stored_config)
+    fixed = [f"{key}: stored {a!r}, requested {b!r}" for key, (a, b) in differences.items() if key not in growable]
+    if fixed:
+        listed = "; ".join(fixed[:6]) + ("; ..." if len(fixed) > 6 else "")
         raise RunDirError(
             f"{out} was started with a different config ({listed}); resume it with the flags it was "
-            "started with, or just --resume --out DIR to reuse its stored config, or start a new --out"
+            "started with (a grid may only grow), or just --resume --out DIR to reuse its stored config, "
+            "or start a new --out"
+        )
+    shrunk = _shrunk_fields(stored_config, config)
+    if shrunk:
+        raise RunDirError(
+            f"{out} holds replicas this config leaves out ({'; '.join(shrunk)}); pass the full grid (every stored "
+            "noise level, size, noise model and model, at least as many repeats) to grow it, or start a new --out"
         )
     return meta
+
+
+def _new_noise_inputs(stored: RunConfig) -> set[str]:
+    """The noise inputs a grown grid may add: a --noise-matrix when the run had no matrix noise model, the
+    --human-labels when it had no human noise model."""
+    models = stored.grid.noise_models
+    fields = set() if "matrix" in models else {"grid.noise_matrix"}
+    return fields | (set() if any(noise.is_human_model(m) for m in models) else {"data.human_labels"})
+
+
+def _shrunk_fields(stored: RunConfig, requested: RunConfig) -> list[str]:
+    """The grid fields that drop something the stored grid has, as 'field: stored X, requested Y'."""
+    a, b = stored.grid, requested.grid
+    checks = {
+        "grid.noise_levels": (a.noise_levels, b.noise_levels, _dropped(a.noise_levels, b.noise_levels)),
+        "grid.sizes": (a.sizes, b.sizes, _dropped(a.sizes, b.sizes)),
+        "grid.noise_models": (a.noise_models, b.noise_models, _dropped(a.noise_models, b.noise_models)),
+        "grid.models": (_models(stored), _models(requested), _dropped(_models(stored), _models(requested))),
+        "grid.repeats": (a.repeats, b.repeats, b.repeats < a.repeats),
+        "grid.cross": (a.cross, b.cross, a.cross and not b.cross),
+    }
+    return [f"{key}: stored {_shown(old)}, requested {_shown(new)}" for key, (old, new, lost) in checks.items() if lost]
+
+
+def _dropped(old: tuple, new: tuple) -> bool:
+    """Whether ``new`` lacks a value of ``old`` (rates compared as replicas.csv keeps them)."""
+    key = lambda v: f"{v:.6g}" if isinstance(v, float) else v  # noqa: E731
+    return bool({key(v) for v in old} - {key(v) for v in new})
+
+
+def _models(config: RunConfig) -> tuple[str, ...]:
+    return config.grid.models or (config.model.name,)
+
+
+def _shown(value: Any) -> str:
+    """A grid value as its flag takes it: lists comma-separated, an empty one 'none'."""
+    if not isinstance(value, tuple):
+        return str(value)
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or "none"
 
 
 def estimate_result_bytes(replicas: int, classes: int, checkpoint_bytes: int) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,11 +26,11 @@ import numpy as np
 from labelsim.analysis.budget.crossclass import Observation, curve_predictor, select_model
 from labelsim.analysis.budget.curves import Predictor
 from labelsim.analysis.budget.errors import BudgetError
-from labelsim.analysis.budget.plans import Plan, _effective_noise, objective_value, plan_cost
+from labelsim.analysis.budget.plans import Plan, _effective_noise, evaluate_plan, objective_value, plan_cost
 from labelsim.analysis.budget.problem import BudgetProblem
 from labelsim.analysis.budget.design import load_design
 from labelsim.analysis.budget.search import feasible, local_search
-from labelsim.analysis.budget.simulation import custom_specs, read_measured
+from labelsim.analysis.budget.simulation import custom_specs, describe_training, read_measured
 from labelsim.config import RunConfig
 from labelsim.rundir import Run
 
@@ -326,6 +327,10 @@ def grid_trainer(problem: BudgetProblem, config: RunConfig, base: Path, run_grid
         ]
         out = Path(base) / name
         specs = custom_specs(points, config.model.name, repeats, first_repeat=first)
+        trained = {label for label, _, _ in points}
+        plans = [(label, evaluate_plan(problem, label, counts, intervals=False))
+                 for label, counts in candidates if label in trained]  # fmt: skip
+        print(describe_training(plans, len(specs), out), file=sys.stderr, flush=True)
         run_grid(config, out, resume=(out / "run.json").exists(), replicas=specs, progress=progress)
         return read_measured(out)
 

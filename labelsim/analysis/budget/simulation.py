@@ -60,6 +60,16 @@ def prepare_simulation(
     return Simulation(config, out, plans, specs)
 
 
+def describe_training(plans: Sequence[tuple[str, Plan]], replicas: int, out: Path) -> str:
+    """What a simulated run is about to train, before it starts: a line for the run, then one per plan
+    with its name(s), labels, cost and the accuracy the per-class curves predict for it."""
+    lines = [f"training {len(plans)} plans ({replicas} replicas) in {out}:"]
+    for name, plan in plans:
+        predicted = f"{100 * plan.objective:.1f}%" if plan.predicted else "- (outside the curves)"
+        lines.append(f"  {name}: {int(plan.labels.sum()):,} labels, cost {plan.cost:,.2f}, predicted {predicted}")
+    return "\n".join(lines)
+
+
 def simulation_plans(result: BudgetResult) -> dict[str, list[Plan]]:
     """Plans worth training, grouped by identical purchases (first name -> all its plans);
     plans with a class outside the model's range are left out."""
