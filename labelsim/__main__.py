@@ -31,6 +31,7 @@ COMMANDS = {
     "budget": ("budget", "plan a labeling budget on a run's fitted per-class curves"),
     "oof": ("oof", "out-of-fold class probabilities of every training record (cross-fitted replicas)"),
     "recommend": ("recommend", "which records to label or relabel, and at which tier, within a budget"),
+    "clusters": ("clusters", "assign every record to a cluster (k-means on the run's embeddings, or your own)"),
 }
 
 EXIT_OS_ERROR = 1

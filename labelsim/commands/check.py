@@ -1,5 +1,6 @@
 """``python -m labelsim check RUN_DIR``: verify a run directory; exit 1 on any fault, 2 when a
-file is missing or unreadable."""
+file is missing or unreadable. The optional test_predictions.npy must reproduce every finished
+replica's confusion matrix with the dataset's test labels."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ import numpy as np
 
 from labelsim.config import ConfigError, RunConfig, total_steps
 from labelsim.rundir import Replica, RunDirError, RunStore
+from labelsim.rundir.predictions import (
+    PREDICTIONS_FILE,
+    confusion_from_predictions,
+    load_predictions_file,
+    run_test_size,
+)
 from labelsim.sim.fingerprint import check_stored_config
 
 ACCURACY_TOLERANCE = 1e-6  # replicas.csv keeps six decimals
@@ -102,12 +109,78 @@ def find_notes(store: RunStore) -> list[str]:
     ]
 
 
+def prediction_findings(store: RunStore) -> tuple[list[str], list[str]]:
+    """(faults, notes) of the optional test_predictions.npy: its shape, and every finished replica's
+    predictions against its confusion matrix (in full with the dataset's test labels; by the
+    predicted-class totals, the matrix's column sums, when the dataset cannot be loaded)."""
+    classes = len(store.meta.get("classes") or [])
+    try:
+        predictions = load_predictions_file(store.path, len(store.rows), run_test_size(store.meta), classes)
+    except RunDirError as err:
+        return [str(err)], []
+    if predictions is None:
+        return [], []
+    faults, notes = [], []
+    has = (predictions >= 0).any(axis=1)
+    finished = [row.replica for row in store.rows if row.finished]
+    missing = [i for i in finished if not has[i]]
+    if missing:
+        notes.append(
+            f"replica(s) {', '.join(map(str, missing))} finished before the run recorded test predictions: "
+            f"{PREDICTIONS_FILE} has none for them, and per-record analyses leave them out"
+        )
+    for row in store.rows:
+        if row.status == "diverged" and has[row.replica]:
+            faults.append(f"replica {row.replica} is diverged (never evaluated) but has test predictions")
+        elif row.status in ("pending", "running") and has[row.replica]:
+            notes.append(
+                f"replica {row.replica} is {row.status} but {PREDICTIONS_FILE} already holds its predictions "
+                "(the run stopped between two writes; --resume retrains and overwrites them)"
+            )
+    checked = [i for i in finished if has[i]]
+    labels, why = _test_labels(store, predictions.shape[1]) if checked else (None, None)
+    if why:
+        notes.append(f"test predictions checked against the confusion matrices' column sums only: {why}")
+    for i in checked:
+        row = predictions[i]
+        if (row < 0).any():
+            faults.append(f"replica {i} finished but {int((row < 0).sum())} test record(s) have no prediction")
+        elif labels is not None:
+            cells = int((confusion_from_predictions(row, labels, classes) != store.counts[i]).sum())
+            if cells:
+                faults.append(f"replica {i}: its test predictions and test labels differ from its confusion matrix "
+                              f"in {cells} cell(s)")  # fmt: skip
+        elif not np.array_equal(np.bincount(row, minlength=classes), store.counts[i].sum(0)):
+            faults.append(f"replica {i}: its test predictions' class totals differ from its confusion matrix's columns")
+    return faults, notes
+
+
+def _test_labels(store: RunStore, n_test: int) -> tuple[np.ndarray | None, str | None]:
+    """(the test labels of the run's dataset, None) or (None, why they cannot be used)."""
+    from labelsim.sim.data import load_dataset
+    from labelsim.sim.fingerprint import INPUTS_KEY, array_digest
+
+    try:
+        dataset = load_dataset(RunConfig.from_dict(store.meta.get("config") or {}).data)
+    except (ConfigError, OSError, TypeError, ValueError) as err:
+        return None, f"the run's dataset could not be loaded ({err})"
+    stored = (store.meta.get(INPUTS_KEY) or {}).get("dataset")
+    if len(dataset.y_test) != n_test or (
+        stored is not None and stored != array_digest(dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
+    ):
+        return None, "the dataset loaded now is not the one the run was trained on"
+    return dataset.y_test, None
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the verdict; 0 when the directory is sound, 1 on faults. An unreadable directory
     raises RunDirError, which ``python -m labelsim`` reports in one line with exit status 2."""
     store = RunStore.open(args.run_dir)
     faults = find_faults(store)
-    for note in find_notes(store):
+    # The predictions are checked against run.json's classes and counts: only once those are sound.
+    prediction_faults, prediction_notes = prediction_findings(store) if not faults else ([], [])
+    faults += prediction_faults
+    for note in find_notes(store) + prediction_notes:
         print(f"note: {note}")
     for fault in faults:
         print(f"fault: {fault}")

@@ -13,6 +13,7 @@ googlenet          64      6,166,250    15,808      GPU
 =================  ======  ===========  ==========  ===============
 
 ``width`` is each model's base number of filters; ``lenet`` ignores it (fixed sizes).
+``penultimate_features`` reads any model's activations before its final Dense layer.
 Computation runs in the factory's ``dtype`` (bfloat16 on GPU); parameters stay float32.
 """
 
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 
 from labelsim.config import ConfigError
 from labelsim.models.googlenet import GoogLeNet
+from labelsim.models.layers import FEATURES_COLLECTION, FEATURES_NAME
 from labelsim.models.lenet import LeNet
 from labelsim.models.resnet import ResNet18
 from labelsim.models.small_cnn import CONV_IMPLS, SmallCNN
@@ -88,3 +90,16 @@ def get_model(
     if name == "small_cnn":
         return SmallCNN(num_classes, width, dtype, conv)
     return MODELS[name](num_classes, width, dtype)
+
+
+def penultimate_features(model: nn.Module, variables: dict[str, Any], x: jnp.ndarray) -> jnp.ndarray:
+    """(batch, features) activations of ``model`` in evaluation mode just before its final Dense layer
+    (after pooling or flattening), for records ``x`` prepared as for its logits."""
+    _, state = model.apply(variables, x, train=False, mutable=[FEATURES_COLLECTION])
+    recorded = state.get(FEATURES_COLLECTION, {}).get(FEATURES_NAME)
+    if recorded is None:
+        raise ConfigError(
+            f"model {type(model).__name__} does not record its penultimate features (record_features before its "
+            "final Dense layer); give your own cluster assignment with --assign FILE instead"
+        )
+    return recorded[-1]

@@ -22,7 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from labelsim.models.layers import TORCH_BATCH_NORM, batch_norm
+from labelsim.models.layers import TORCH_BATCH_NORM, batch_norm, record_features
 
 STEM = 192
 # Channels per block at width 64: (1x1, 3x3 reduce, 3x3, double-3x3 reduce, double-3x3,
@@ -96,4 +96,5 @@ class GoogLeNet(nn.Module):
             if name in POOL_AFTER:
                 x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         x = jnp.mean(x, axis=(1, 2))
+        record_features(self, x)
         return nn.Dense(self.num_classes, dtype=self.dtype)(x)

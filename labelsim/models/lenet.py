@@ -13,6 +13,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from labelsim.models.layers import record_features
+
 
 class LeNet(nn.Module):
     """Two 5x5 valid convolutions (6, 16 filters) with 2x2 max-pools, then 120-84-classes."""
@@ -30,4 +32,5 @@ class LeNet(nn.Module):
         x = x.reshape((x.shape[0], -1))
         for features in (120, 84):
             x = nn.relu(nn.Dense(features, dtype=self.dtype)(x))
+        record_features(self, x)
         return nn.Dense(self.num_classes, dtype=self.dtype)(x)

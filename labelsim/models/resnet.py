@@ -23,7 +23,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from labelsim.models.layers import TORCH_BATCH_NORM, batch_norm
+from labelsim.models.layers import TORCH_BATCH_NORM, batch_norm, record_features
 
 BN_MOMENTUM, BN_EPSILON = TORCH_BATCH_NORM
 STAGES = (2, 2, 2, 2)  # BasicBlocks per stage: ResNet-18
@@ -76,4 +76,5 @@ class ResNet18(nn.Module):
                 strides = 2 if stage > 0 and block == 0 else 1
                 x = BasicBlock(self.width * 2**stage, strides, self.skip, self.dtype)(x, train)
         x = jnp.mean(x, axis=(1, 2))
+        record_features(self, x)
         return nn.Dense(self.num_classes, dtype=self.dtype)(x)

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from labelsim.models.layers import KERAS_BATCH_NORM, batch_norm
+from labelsim.models.layers import KERAS_BATCH_NORM, batch_norm, record_features
 
 CONV_IMPLS = ("xla", "patches")
 KERNEL_INIT = nn.initializers.glorot_uniform()  # Keras's default for Conv2D and Dense
@@ -72,4 +72,5 @@ class SmallCNN(nn.Module):
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
             x = nn.Dropout(rate, deterministic=not train)(x)
         x = x.reshape((x.shape[0], -1))
+        record_features(self, x)
         return nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=KERNEL_INIT)(x)

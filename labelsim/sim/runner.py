@@ -37,6 +37,7 @@ from labelsim.rundir import (
     specs_match,
 )
 from labelsim.rundir.store import grid_changes
+from labelsim.rundir.predictions import PredictionWriter
 from labelsim.sim import distributed, grid, noise
 from labelsim.sim.checkpoint import read_checkpoint, write_checkpoint
 from labelsim.sim.data import Dataset, load_dataset
@@ -302,6 +303,7 @@ class GridRun:
     stats: RunStats
     show_progress: bool = True
     on_chunk: Callable[[int], None] | None = None
+    predictions: PredictionWriter | None = None  # opened at the first harvest
 
     def finished_count(self) -> int:
         """Replicas that finished or diverged."""
@@ -515,12 +517,18 @@ def _fill_slots(ctx: GridRun, trainer: SlotTrainer, queue: list[int]) -> None:
 
 
 def _harvest(ctx: GridRun, trainer: SlotTrainer, steps: np.ndarray, diverged: np.ndarray) -> None:
-    """Evaluate and record every replica that finished or diverged; free its slot."""
+    """Evaluate and record every replica that finished or diverged (its confusion counts and its
+    predicted class per test record); free its slot. The predictions are written just before the
+    counts, so a replica the table calls finished always has both on disk."""
     store, changed = ctx.store, False
+    if ctx.predictions is None:
+        dataset = ctx.dataset
+        ctx.predictions = PredictionWriter.open(store.path, len(store.rows), len(dataset.y_test), dataset.num_classes)
     for slot, index in enumerate(trainer.owner):
         if index is None:
             continue
         if diverged[slot] >= 0:
+            ctx.predictions.clear(index)
             store.update(index, status="diverged", diverged_step=int(diverged[slot]), steps=int(steps[slot]))
             print(
                 f"warning: replica {index} diverged (NaN/Inf loss at step {int(diverged[slot])}); "
@@ -528,7 +536,8 @@ def _harvest(ctx: GridRun, trainer: SlotTrainer, steps: np.ndarray, diverged: np
                 file=sys.stderr,
             )
         elif steps[slot] >= store.rows[index].total_steps:
-            counts = trainer.evaluate_slot(slot)
+            counts, predicted = trainer.evaluate_slot_with_predictions(slot)
+            ctx.predictions.set(index, predicted)
             store.counts[index] = counts
             store.update(index, status="finished", accuracy=float(np.trace(counts) / counts.sum()))
         else:
@@ -536,4 +545,5 @@ def _harvest(ctx: GridRun, trainer: SlotTrainer, steps: np.ndarray, diverged: np
         trainer.release(slot)
         changed = True
     if changed:
+        ctx.predictions.write()
         store.flush()

@@ -111,6 +111,7 @@ class SlotTrainer:
         shard, replicated = distributed.sharded(self.mesh), distributed.replicated(self.mesh)
         self.images = distributed.place(dataset.x_train, replicated)  # on every device once, shared
         self.x_test, self.y_test = _padded_test(dataset, config.exec.eval_batch)  # this process's first device
+        self.n_test = len(dataset.y_test)
         self.init_one = make_init(program.model, config.recipe, dataset.x_train.shape[1:])
         build = lambda name: program.chunk(config, self.normalize, name)  # noqa: E731
         self.chunk = build(self.strategy) if self.mesh.size == 1 else distributed.sharded_chunk(build, self.strategy, self.mesh)
@@ -181,10 +182,17 @@ class SlotTrainer:
 
     def evaluate_slot(self, slot: int) -> np.ndarray:
         """Test confusion counts (C, C) of the replica in a slot."""
+        return self.evaluate_slot_with_predictions(slot)[0]
+
+    def evaluate_slot_with_predictions(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """(test confusion counts (C, C), predicted class per test record (M,)) of the replica in a slot."""
         state = self._get(self.states, np.int32(slot))
         if self.mesh.size > 1:
             state = distributed.local_copy(state)  # replicated: evaluate on this process's first device
-        return evaluate(self.confusion, state.params, state.batch_stats, self.x_test, self.y_test, self.config.exec.eval_batch)
+        counts, predicted = evaluate(
+            self.confusion, state.params, state.batch_stats, self.x_test, self.y_test, self.config.exec.eval_batch
+        )
+        return counts, predicted[: self.n_test]
 
 
 def _put_slot(batched: Any, slot: jnp.ndarray, one: Any) -> Any:

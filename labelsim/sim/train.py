@@ -20,6 +20,7 @@ import optax
 
 from labelsim.sim.augment import augment_batch
 from labelsim.config import REPLICA_STRATEGIES, ConfigError, RecipeConfig
+from labelsim.rundir.predictions import prediction_dtype
 
 Pytree = Any
 
@@ -257,23 +258,32 @@ def _python_loop(one_replica: Callable, group: int) -> Callable:
 
 
 def make_confusion(model: nn.Module, normalize: Normalizer, num_classes: int) -> Callable:
-    """Jitted ``confusion(params, batch_stats, x, y) -> (C, C)`` int32 counts for one batch;
-    labels of -1 (padding) count nowhere. Rows are true classes, columns predictions."""
+    """Jitted ``confusion(params, batch_stats, x, y) -> (counts, predicted)`` for one batch: (C, C) int32
+    counts, where labels of -1 (padding) count nowhere (rows are true classes, columns predictions), and
+    the predicted class of every record (int8; int16 beyond 127 classes)."""
     dtype = getattr(model, "dtype", jnp.float32)
+    predicted_dtype = prediction_dtype(num_classes)
 
-    def confusion(params: Pytree, batch_stats: Pytree, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    def confusion(
+        params: Pytree, batch_stats: Pytree, x: jnp.ndarray, y: jnp.ndarray
+    ) -> tuple[jnp.ndarray, jnp.ndarray]:
         logits = model.apply({"params": params, "batch_stats": batch_stats}, normalize(x).astype(dtype), train=False)
-        predicted = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes, dtype=jnp.float32)
+        classes = jnp.argmax(logits, -1)
+        predicted = jax.nn.one_hot(classes, num_classes, dtype=jnp.float32)
         truth = jax.nn.one_hot(y, num_classes, dtype=jnp.float32)  # -1 -> all zeros
-        return jnp.round(truth.T @ predicted).astype(jnp.int32)
+        return jnp.round(truth.T @ predicted).astype(jnp.int32), classes.astype(predicted_dtype)
 
     return jax.jit(confusion)
 
 
-def evaluate(confusion: Callable, params: Pytree, batch_stats: Pytree, x_test: jnp.ndarray, y_test: jnp.ndarray, batch: int) -> np.ndarray:
-    """Confusion-matrix counts (C, C) of one replica over the (device-resident) test set."""
-    total = None
+def evaluate(
+    confusion: Callable, params: Pytree, batch_stats: Pytree, x_test: jnp.ndarray, y_test: jnp.ndarray, batch: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(confusion-matrix counts (C, C), predicted class per record (M,)) of one replica over the
+    (device-resident, padded) test set; the predictions include the padding records."""
+    total, predicted = None, []
     for start in range(0, x_test.shape[0], batch):
-        counts = confusion(params, batch_stats, x_test[start : start + batch], y_test[start : start + batch])
+        counts, classes = confusion(params, batch_stats, x_test[start : start + batch], y_test[start : start + batch])
         total = counts if total is None else total + counts
-    return np.asarray(total, np.int64)
+        predicted.append(classes)
+    return np.asarray(total, np.int64), np.concatenate([np.asarray(p) for p in predicted])
