@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from labelsim.analysis.derived import (
     NEED_FRACTION,
@@ -46,6 +47,7 @@ from labelsim.analysis.metrics import (
     x1000,
 )
 from labelsim.analysis.compare import Comparison, compare_run
+from labelsim.analysis.units import CLASS, Units, class_units
 from labelsim.analysis.reference import ReferenceComparison, compare_models
 from labelsim.rundir import Replica, Run, RunDirError, load_run
 from labelsim.analysis.text import fmt_ci, fmt_num
@@ -99,28 +101,40 @@ class Analysis:
     sensitivity: dict
     comparison: Comparison | None = None  # every (model, noise model), realized-noise axis
     reference: tuple[ReferenceComparison, ...] = ()  # CIFAR-10 runs: the study beside the run
+    units: Units | None = None  # what the per-unit figures follow; None: the classes
+
+    @property
+    def unit(self) -> Units:
+        """The units of the per-unit figures (the run's classes unless set)."""
+        return self.units if self.units is not None else class_units(self.run)
 
 
 def analyze_run(
     run_dir: str | Path | Run, model: str | None = None, noise_model: str | None = None,
-    n_boot: int = 200, seed: int = 0,
+    n_boot: int = 200, seed: int = 0, units: Units | Callable[[Run], Units] | None = None,
 ) -> Analysis:
-    """Load a run and compute its metrics, fits and sensitivity summary."""
+    """Load a run and compute its metrics, fits and sensitivity summary, per class or per the
+    given ``units`` (or a function of the loaded run that gives them). Units other than classes
+    leave out the class-only comparisons (models and noise models side by side, the study)."""
     run = run_dir if isinstance(run_dir, Run) else load_run(run_dir)
     if not run.finished():
         raise RunDirError(nothing_finished(run))
     model, noise_model = pick_model(run, model, noise_model)
-    points = all_point_metrics(run)
-    fits = fit_run(run, model, noise_model, n_boot=n_boot, seed=seed)
+    units = units(run) if callable(units) else units or class_units(run)
+    points = all_point_metrics(run, units)
+    fits = fit_run(run, model, noise_model, n_boot=n_boot, seed=seed, units=units)
+    by_class = units.kind == CLASS
+    unranked = [name for name, flag in zip(units.names, units.flags) if flag]
     return Analysis(
         run=run, model=model, noise_model=noise_model, points=points,
         baseline=baseline(points, run, model),
         conditions=ranking_conditions(points, run, model, noise_model),
         noise_points=noise_axis(points, run, model, noise_model),
         size_points=size_axis(points, model),
-        fits=fits, sensitivity=sensitivity(fits),
-        comparison=compare_run(run, points, n_boot=n_boot, seed=seed),
-        reference=tuple(compare_models(run, points)),
+        fits=fits, sensitivity=sensitivity(fits, unit=units.kind, unranked=unranked),
+        comparison=compare_run(run, points, n_boot=n_boot, seed=seed) if by_class else None,
+        reference=tuple(compare_models(run, points)) if by_class else (),
+        units=units,
     )
 
 
@@ -202,8 +216,9 @@ def summary_rows(an: Analysis) -> list[dict]:
     noise_key, size_key = _condition_keys(an)
     per_class, total = need_columns(an.sensitivity["fraction"])
     needs = {r["class"]: r for r in an.sensitivity["rows"] if "need" in r}
+    units = an.unit
     rows = []
-    for k, cls in enumerate(an.run.classes):
+    for k, cls in enumerate(units.names):
         row: dict = {"class": cls}
         if an.baseline is not None:
             acc = an.baseline.accuracy
@@ -217,7 +232,7 @@ def summary_rows(an: Analysis) -> list[dict]:
         row |= _noise_columns(an.fits.noise.get(cls))
         vf, need = an.fits.volume.get(cls), needs.get(cls)
         if vf is not None and need is not None:
-            per_total = 1.0 / an.run.class_shares[k]  # per-class count -> total training size
+            per_total = 1.0 / units.shares[k]  # per-unit count -> total training size
             row |= {"asymptote": vf.a, "asymptote_lo": vf.a_ci[0], "asymptote_hi": vf.a_ci[1],
                     "volume_form": vf.form, "size_levels": vf.levels, "size_repeats": vf.repeats,
                     "smallest_per_class": vf.n_range[0]}
@@ -372,9 +387,9 @@ def size_need_table(an: Analysis, fractions: tuple[float, ...] = (0.9, NEED_FRAC
     """Per-class and overall size reaching each fraction of full-data accuracy (the fitted
     curve's value at the largest measured size), with 95% bootstrap intervals, as per-class
     counts and total training sizes; ``of`` names the target."""
-    entries = [(cls, an.fits.volume[cls], an.fits.samples["volume"][cls],
-                1.0 / an.run.class_shares[k])
-               for k, cls in enumerate(an.run.classes) if cls in an.fits.volume]
+    units = an.unit
+    entries = [(cls, an.fits.volume[cls], an.fits.samples["volume"][cls], 1.0 / units.shares[k])
+               for k, cls in enumerate(units.names) if cls in an.fits.volume]
     if an.fits.overall_volume is not None:
         entries.append(("overall", an.fits.overall_volume, an.fits.samples["overall_volume"],
                         float(an.run.num_classes)))
@@ -424,7 +439,7 @@ def impact_table(an: Analysis, fraction: float = 0.1) -> list[dict]:
     lost to a ``fraction`` volume cut (> 1: noise hurts more); ``note`` says why an interval is
     missing or unbounded (``derived.impact``)."""
     rows = []
-    for cls in (*an.run.classes, None):
+    for cls in (*an.unit.names, None):
         found = impact(an.fits, cls, fraction)
         rows.append({"class": cls or "overall", "fraction": fraction,
                      "noise_loss": found.noise_loss, "volume_loss": found.volume_loss,

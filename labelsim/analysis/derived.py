@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -199,29 +200,31 @@ class Claim:
     text: str
 
 
-def standout(rows: list[dict], key: str, repeats: int, higher: str) -> Claim:
+def standout(rows: list[dict], key: str, repeats: int, higher: str, unit: str = "class") -> Claim:
     """The class standing out on ``key`` among ``rows`` (sorted, top first), gated by evidence:
     at least MIN_REPEATS repeats at every level, and a 95% interval of the top class that
-    clears other classes' intervals. ``higher`` names the measure's top end for the text."""
+    clears other classes' intervals. ``higher`` names the measure's top end for the text,
+    ``unit`` what a row is (a class, or a cluster)."""
+    units = "classes" if unit == "class" else f"{unit}s"
     if len(rows) < 2:
-        return Claim((), "no class stands out: fewer than two classes have a fit")
+        return Claim((), f"no {unit} stands out: fewer than two {units} have a fit")
     if repeats < MIN_REPEATS:
-        return Claim((), f"no class stands out: {repeats} repeat at some level, so there is no "
-                         f"interval to tell classes apart (a claim needs {MIN_REPEATS} repeats "
+        return Claim((), f"no {unit} stands out: {repeats} repeat at some level, so there is no "
+                         f"interval to tell {units} apart (a claim needs {MIN_REPEATS} repeats "
                          "at every level)")
     top = rows[0]
     lo_top = top[f"{key}_lo"]
     if not math.isfinite(lo_top):
-        return Claim((), f"no class stands out: {top['class']}'s interval is not bounded")
+        return Claim((), f"no {unit} stands out: {top['class']}'s interval is not bounded")
     tied = [r["class"] for r in rows if not r[f"{key}_hi"] < lo_top]
     if len(tied) == len(rows):
-        return Claim((), f"no class stands out: every class's 95% interval overlaps "
+        return Claim((), f"no {unit} stands out: every {unit}'s 95% interval overlaps "
                          f"{top['class']}'s ({higher} point estimate)")
     if len(tied) == 1:
         return Claim((top["class"],), f"{top['class']} (its 95% interval clears every other "
-                                      "class's)")
+                                      f"{unit}'s)")
     return Claim(tuple(tied), f"one of {', '.join(tied)} (their 95% intervals overlap "
-                              f"{top['class']}'s; every other class's lies apart)")
+                              f"{top['class']}'s; every other {unit}'s lies apart)")
 
 
 SENSITIVITY_COLUMNS = ("class", "slope", "slope_lo", "slope_hi", "noise_levels", "noise_repeats",
@@ -229,10 +232,15 @@ SENSITIVITY_COLUMNS = ("class", "slope", "slope_lo", "slope_hi", "noise_levels",
                        "size_repeats", "slope_rank", "need_rank")
 
 
-def sensitivity(fits: RunFits, fraction: float = NEED_FRACTION) -> dict:
+def sensitivity(
+    fits: RunFits, fraction: float = NEED_FRACTION, unit: str = "class",
+    unranked: Sequence[str] = (),
+) -> dict:
     """Classes by noise slope and by volume need (images per class to ``fraction`` of
     full-data accuracy, ``volume_need``: the same figure the per-class table shows), and the
-    class that stands out on each (``standout``), or why none does.
+    class that stands out on each (``standout``), or why none does. The rows are ``unit``s
+    (classes, or clusters); those named in ``unranked`` keep their row but get no rank and
+    enter no claim.
 
     Keys: rows (SENSITIVITY_COLUMNS; ranks order the point estimates), noise_order and
     volume_order (point estimates, largest first), most_noise_sensitive and
@@ -250,16 +258,18 @@ def sensitivity(fits: RunFits, fraction: float = NEED_FRACTION) -> dict:
             row |= volume_need(vf, fits.samples["volume"][cls], fraction)
             row |= {"size_levels": vf.levels, "size_repeats": vf.repeats}
         rows.append(row)
-    by_slope = sorted((r for r in rows if "slope" in r), key=lambda r: -r["slope"])
-    by_need = sorted((r for r in rows if "need" in r), key=lambda r: -r["need"])
+    skip = set(unranked)
+    ranked = [r for r in rows if r["class"] not in skip]
+    by_slope = sorted((r for r in ranked if "slope" in r), key=lambda r: -r["slope"])
+    by_need = sorted((r for r in ranked if "need" in r), key=lambda r: -r["need"])
     for rank, r in enumerate(by_slope, 1):
         r["slope_rank"] = rank
     for rank, r in enumerate(by_need, 1):
         r["need_rank"] = rank
     noise = standout(by_slope, "slope", min((r["noise_repeats"] for r in by_slope), default=0),
-                     "steepest")
+                     "steepest", unit)
     volume = standout(by_need, "need", min((r["size_repeats"] for r in by_need), default=0),
-                      "largest")
+                      "largest", unit)
     return {
         "fraction": fraction,
         "need_target": need_target(fraction),

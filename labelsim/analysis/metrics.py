@@ -23,6 +23,7 @@ from typing import Any, Iterable
 import numpy as np
 from scipy import stats
 
+from labelsim.analysis.units import CLASS, Units, class_units
 from labelsim.rundir import Replica, Run
 
 RATE_NAMES = ("tpr", "fnr", "fpr", "tnr")
@@ -182,11 +183,12 @@ class PointMetrics:
     point: GridPoint
     replicas: tuple[int, ...]
     counts: np.ndarray  # (n, C, C) counts of each finished repeat
-    accuracy: Spread  # (C,) per-class accuracy
+    accuracy: Spread  # (U,) accuracy of each unit (the classes, or clusters)
     overall: Spread  # () overall accuracy
-    rates: dict[str, Spread]  # one-vs-rest rates, each (C,)
+    rates: dict[str, Spread]  # one-vs-rest rates, each (C,); empty for units other than classes
     realized_noise: float
     recorded_noise_model: str  # as replicas.csv records it ('a+b' if the replicas differ)
+    unit_tests: np.ndarray  # (U,) test records of each unit behind one repeat (mean over repeats)
 
     @property
     def mean_confusion(self) -> np.ndarray:
@@ -204,31 +206,39 @@ class PointMetrics:
         return self.counts.sum(axis=-1).mean(axis=0)
 
 
-def point_metrics(run: Run, point: GridPoint, replicas: Iterable[int]) -> PointMetrics:
-    """Metrics of one grid point from the counts of its finished replicas."""
+def point_metrics(
+    run: Run, point: GridPoint, replicas: Iterable[int], units: Units | None = None
+) -> PointMetrics:
+    """Metrics of one grid point from its finished replicas: per-unit accuracy from ``units``
+    (default: the classes), overall accuracy and, for classes, the one-vs-rest rates from the
+    confusion counts (a cluster is a slice of its true class, so only its accuracy is defined)."""
+    units = units or class_units(run)
     idx = tuple(sorted(replicas))
     counts = run.counts[list(idx)]
-    parts = one_vs_rest_counts(counts)
+    parts = one_vs_rest_counts(counts) if units.kind == CLASS else {}
     realized = [v for i in idx if math.isfinite(v := run.replicas[i].realized_noise)]
     return PointMetrics(
         point=point,
         replicas=idx,
         counts=counts,
-        accuracy=proportion_spread(*parts["tpr"]),
+        accuracy=proportion_spread(units.correct[list(idx)], units.tests[list(idx)]),
         overall=proportion_spread(np.trace(counts, axis1=-2, axis2=-1),
                                   counts.sum(axis=(-2, -1))),
-        rates={name: proportion_spread(*parts[name]) for name in RATE_NAMES},
+        rates={name: proportion_spread(*parts[name]) for name in RATE_NAMES if name in parts},
         realized_noise=float(np.mean(realized)) if realized else math.nan,
         recorded_noise_model="+".join(dict.fromkeys(run.replicas[i].noise_model for i in idx)),
+        unit_tests=units.tests[list(idx)].mean(axis=0),
     )
 
 
-def all_point_metrics(run: Run) -> list[PointMetrics]:
-    """Metrics of every grid point that has at least one finished replica, sorted."""
+def all_point_metrics(run: Run, units: Units | None = None) -> list[PointMetrics]:
+    """Metrics of every grid point that has at least one finished replica, sorted; per-unit
+    accuracy of ``units`` (default: the classes)."""
+    units = units or class_units(run)
     groups: dict[GridPoint, list[int]] = {}
     for rep in run.finished():
         groups.setdefault(grid_point(rep), []).append(rep.replica)
-    return [point_metrics(run, p, idx) for p, idx in sorted(groups.items())]
+    return [point_metrics(run, p, idx, units) for p, idx in sorted(groups.items())]
 
 
 def find_point(
@@ -295,11 +305,12 @@ CLASS_METRIC_COLUMNS = (
 
 
 def class_metric_rows(metrics: list[PointMetrics], classes: tuple[str, ...]) -> list[dict]:
-    """Tidy rows: one per grid point and class, accuracy and the four rates, each with its std
-    over repeats and its 95% interval (``interval`` names the method, see the module doc)."""
+    """Tidy rows: one per grid point and unit (``classes``: the units' names), accuracy and, for
+    classes, the four rates, each with its std over repeats and its 95% interval (``interval``
+    names the method, see the module doc)."""
     rows = []
     for pm in metrics:
-        acc, tests = pm.accuracy, pm.test_images
+        acc, tests = pm.accuracy, pm.unit_tests
         for k, cls in enumerate(classes):
             row = _point_fields(pm) | {
                 "class": cls,
@@ -312,8 +323,7 @@ def class_metric_rows(metrics: list[PointMetrics], classes: tuple[str, ...]) -> 
                 "accuracy_hi": float(acc.hi[k]),
                 "accuracy_x1000": x1000(acc.mean[k]),
             }
-            for name in RATE_NAMES:
-                rate = pm.rates[name]
+            for name, rate in pm.rates.items():
                 row |= {name: float(rate.mean[k]), f"{name}_std": float(rate.std[k]),
                         f"{name}_lo": float(rate.lo[k]), f"{name}_hi": float(rate.hi[k])}
             rows.append(row)

@@ -11,7 +11,7 @@ import sys
 import typing
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 from labelsim.analysis import (
     IMPACT_COLUMNS,
@@ -35,6 +35,16 @@ from labelsim.analysis import (
 )
 from labelsim.analysis import compare, reference
 from labelsim.analysis import fmt_ci, fmt_num
+from labelsim.analysis.by_cluster import (
+    ACCURACY_ONLY,
+    INFO_COLUMNS,
+    MIN_RECORDS,
+    cluster_info,
+    cluster_key,
+    cluster_units,
+    flagged_note,
+    renamed,
+)
 from labelsim.analysis.derived import SENSITIVITY_COLUMNS
 from labelsim.analysis.fits import JointFit, NoiseFit, VolumeFit, fits_to_json, json_ready
 from labelsim.analysis.metrics import (
@@ -54,6 +64,8 @@ from labelsim.analysis.metrics import (
     ranking_columns,
     ranking_rows,
 )
+from labelsim.analysis.units import CLASS, CLUSTER, Units, ranked_conditions
+from labelsim.rundir import Run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,13 +78,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-boot", type=int, default=200, metavar="B",
                         help="bootstrap samples per fit (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    add_unit_arguments(parser)
+
+
+def add_unit_arguments(parser: argparse.ArgumentParser) -> None:
+    """--by and --min-records, shared by analyze and report."""
+    parser.add_argument(
+        "--by", choices=(CLASS, CLUSTER), default=CLASS,
+        help="the units of the per-unit figures: classes (default), or the run's clusters "
+             "(RUN_DIR/clusters.npz from 'labelsim clusters'; needs RUN_DIR/test_predictions.npy)")
+    parser.add_argument(
+        "--min-records", type=_positive, default=MIN_RECORDS, metavar="N",
+        help=f"with --by cluster: a cluster with fewer test records is flagged and left out of the "
+             f"rankings (default {MIN_RECORDS})")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of test records >= 1")
+    return value
+
+
+def units_option(args: argparse.Namespace) -> Callable[[Run], Units] | None:
+    """What ``analyze_run`` takes for --by: None for classes, else the run's clusters."""
+    if args.by == CLASS:
+        return None
+    return lambda run: cluster_units(run, args.min_records)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the tables, write the files; 2 on a bad run directory, 1 when the operating system
     refuses a read or the write (the tables are printed before the write is tried)."""
     try:
-        an = analyze_run(args.run_dir, args.model, args.noise_model, args.n_boot, args.seed)
+        an = analyze_run(args.run_dir, args.model, args.noise_model, args.n_boot, args.seed,
+                         units=units_option(args))
     except RunDirError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -81,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     print(render(an))
-    out = Path(args.out) if args.out else an.run.path / "analysis"
+    out = Path(args.out) if args.out else default_out(an)
     try:
         written = write_tables(an, out)
     except OSError as exc:
@@ -95,6 +138,12 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- files
 
 
+def default_out(an: Analysis) -> Path:
+    """RUN_DIR/analysis, or RUN_DIR/analysis/by_cluster for the per-cluster tables."""
+    folder = an.run.path / "analysis"
+    return folder if an.unit.kind == CLASS else folder / "by_cluster"
+
+
 class Table(NamedTuple):
     """A CSV table: its columns (known even when it has no rows) and its rows."""
 
@@ -103,18 +152,13 @@ class Table(NamedTuple):
 
 
 def table_files(an: Analysis) -> dict[str, Table]:
-    """Every table of an analysis, by CSV file name."""
-    fits = an.fits
-    return {
-        "per_class.csv": Table(summary_columns(an), summary_rows(an)),
-        "class_metrics.csv": Table(CLASS_METRIC_COLUMNS,
-                                   class_metric_rows(an.points, an.run.classes)),
+    """Every table of an analysis, by CSV file name: per class, or per cluster (the per-unit
+    tables only, with cluster words in their names and columns)."""
+    fits, units = an.fits, an.unit
+    conditions, names = ranked_conditions(units, an.conditions)
+    shared = {
         "overall.csv": Table(OVERALL_COLUMNS, overall_rows(an.points)),
-        "confusion.csv": Table(CONFUSION_COLUMNS, confusion_table(an)),
-        "pairs.csv": Table(PAIR_COLUMNS, pair_table(an)),
-        "asymmetry.csv": Table(ASYMMETRY_COLUMNS, asymmetry_table(an)),
-        "ranking.csv": Table(ranking_columns(an.conditions),
-                             ranking_rows(an.conditions, an.run.classes)),
+        "ranking.csv": Table(ranking_columns(conditions), ranking_rows(conditions, names)),
         "sensitivity.csv": Table(SENSITIVITY_COLUMNS, an.sensitivity["rows"]),
         "sizes_needed.csv": Table(SIZE_NEED_COLUMNS, size_need_table(an)),
         "size_fractions.csv": Table(SIZE_FRACTION_COLUMNS, size_fraction_table(an)),
@@ -122,9 +166,44 @@ def table_files(an: Analysis) -> dict[str, Table]:
         "fits_noise.csv": _fit_table(NoiseFit, fits.noise, fits.overall_noise),
         "fits_volume.csv": _fit_table(VolumeFit, fits.volume, fits.overall_volume),
         "fits_joint.csv": _fit_table(JointFit, fits.joint or {}, fits.overall_joint),
-        "label_noise.csv": Table(LABEL_NOISE_COLUMNS, label_noise_rows(an.run, an.points)),
         "excluded.csv": Table(EXCLUDED_COLUMNS, excluded_rows(an)),
-    } | comparison_files(an) | reference_files(an)
+    }
+    if units.kind != CLASS:
+        return cluster_files(an) | {name: _renamed(table) for name, table in shared.items()}
+    return {
+        "per_class.csv": Table(summary_columns(an), summary_rows(an)),
+        "class_metrics.csv": Table(CLASS_METRIC_COLUMNS,
+                                   class_metric_rows(an.points, an.run.classes)),
+        "confusion.csv": Table(CONFUSION_COLUMNS, confusion_table(an)),
+        "pairs.csv": Table(PAIR_COLUMNS, pair_table(an)),
+        "asymmetry.csv": Table(ASYMMETRY_COLUMNS, asymmetry_table(an)),
+        "label_noise.csv": Table(LABEL_NOISE_COLUMNS, label_noise_rows(an.run, an.points)),
+    } | shared | comparison_files(an) | reference_files(an)
+
+
+def _renamed(table: Table) -> Table:
+    """A per-unit table with cluster words in its columns."""
+    return Table(tuple(cluster_key(c) for c in table.columns), renamed(table.rows))
+
+
+UNIT_METRIC_COLUMNS = ("model", "noise_model", "noise_rate", "train_size", "label", "class",
+                       "repeats", "test_images", "interval", "accuracy", "accuracy_std",
+                       "accuracy_lo", "accuracy_hi", "accuracy_x1000")
+
+
+def cluster_files(an: Analysis) -> dict[str, Table]:
+    """The tables only clusters have: the summary with each cluster's class, test records and
+    ranking status, and the accuracy of every cluster at every point (no one-vs-rest rates)."""
+    info = {r["cluster"]: r for r in cluster_info(an.run, an.unit)}
+    summary = _renamed(Table(summary_columns(an), summary_rows(an)))
+    rows = [{"cluster": r["cluster"], **{c: info[r["cluster"]][c] for c in INFO_COLUMNS}, **r}
+            for r in summary.rows]
+    metrics = [{c: r[c] for c in UNIT_METRIC_COLUMNS}
+               for r in class_metric_rows(an.points, an.unit.names)]
+    return {
+        "per_cluster.csv": Table(("cluster", *INFO_COLUMNS, *summary.columns[1:]), rows),
+        "cluster_metrics.csv": _renamed(Table(UNIT_METRIC_COLUMNS, metrics)),
+    }
 
 
 def comparison_files(an: Analysis) -> dict[str, Table]:
@@ -204,6 +283,10 @@ def write_tables(an: Analysis, out: Path) -> list[Path]:
         "impact": json_ready(impact_table(an)),
         "sizes_needed": json_ready(size_need_table(an)),
     }
+    if an.unit.kind != CLASS:
+        fits_json = renamed(fits_json) | {"units": an.unit.kind,
+                                          "clusters_info": json_ready(cluster_info(an.run, an.unit)),
+                                          "note": ACCURACY_ONLY}
     path = out / "fits.json"
     path.write_text(json.dumps(fits_json, indent=1), encoding="utf-8")
     return written + [path]
@@ -245,7 +328,11 @@ def format_table(headers: list[str], rows: Iterable[list[str]]) -> str:
 
 
 def render(an: Analysis) -> str:
-    """The whole terminal report of an analysis."""
+    """The whole terminal report of an analysis (per cluster: the per-unit parts only)."""
+    if an.unit.kind != CLASS:
+        parts = [progress_banner(an.run), _render_header(an), _render_classes(an),
+                 _render_overall(an), _render_sensitivity(an), _render_ranking(an)]
+        return "\n\n".join(p for p in parts if p)
     parts = [
         progress_banner(an.run),
         _render_header(an),
@@ -283,6 +370,11 @@ def _render_header(an: Analysis) -> str:
         lines.append("  note: some grid points have a single finished repeat: their accuracy "
                      "intervals cover test-set sampling only, fits have no interval there, and no "
                      "class is ranked on them (claims need at least two repeats)")
+    if an.unit.kind != CLASS:
+        lines.append(f"  units: {len(an.unit.names)} clusters of {run.path / 'clusters.npz'}; a "
+                     "cluster's accuracy comes from each replica's test predictions, its training "
+                     "records in a replica from the replica's per-class counts times the cluster's "
+                     "share of its class (see labelsim.analysis.by_cluster)")
     for r in run.replicas:
         if not r.finished:
             step = f" at step {r.diverged_step}" if r.diverged_step is not None else ""
@@ -291,12 +383,37 @@ def _render_header(an: Analysis) -> str:
     return "\n".join(lines)
 
 
+def unit_words(text: str, unit: str) -> str:
+    """A text of the shared per-unit code with ``unit`` (e.g. 'cluster') for 'class'."""
+    if unit == CLASS:
+        return text
+    for old in ("images/class", "per class", "class's", "no class", "every class", "a class",
+                "Per class", "one class", "hungry class"):
+        text = text.replace(old, old.replace("class", unit))
+    return text.replace("classes", f"{unit}s")
+
+
 def _render_classes(an: Analysis) -> str:
     headers, table = summary_table(an)
     note = ("Per class (baseline: mean ± std over repeats; noise slope: accuracy lost per unit "
             "of requested noise rate)")
-    lines = [f"  {line}" for line in summary_notes(an)]
+    lines = [f"  {unit_words(line, an.unit.kind)}" for line in summary_notes(an)]
+    if an.unit.kind != CLASS:
+        headers, table = _cluster_columns(an, headers, table)
+        note = unit_words(note, an.unit.kind)
+        lines += [f"  {line}" for line in (flagged_note(an.unit), f"accuracy only: {ACCURACY_ONLY}")
+                  if line]
     return "\n".join([note, format_table(headers, table), *lines])
+
+
+def _cluster_columns(an: Analysis, headers: list[str], table: list[list[str]]) -> tuple:
+    """The per-unit table with each cluster's class, test records and ranking status."""
+    info = cluster_info(an.run, an.unit)
+    headers = [CLUSTER, "class", "tests", "ranked", *headers[1:-1],
+               unit_words(headers[-1], CLUSTER)]
+    table = [[row[0], i["class"], str(i["test_records"]), "yes" if i["ranked"] else "NO (few tests)",
+              *row[1:]] for row, i in zip(table, info)]
+    return headers, table
 
 
 def _evidence(levels: int, repeats: int, unit: str) -> str:
@@ -358,13 +475,14 @@ def _render_overall(an: Analysis) -> str:
 
 def _render_sensitivity(an: Analysis) -> str:
     s = an.sensitivity
-    lines = []
+    word = an.unit.kind
+    lines = [f"  {line}" for line in (flagged_note(an.unit),) if line]
     if s["noise_order"]:
         lines.append(f"  most noise-sensitive (noise slope): {s['noise_claim']}")
         if s["most_noise_sensitive"]:
             lines.append(f"    point estimates, steepest first: {', '.join(s['noise_order'])}")
     if s["volume_order"]:
-        lines.append(f"  most volume-hungry (images/class to {s['need_target']}): "
+        lines.append(f"  most volume-hungry (images/{word} to {s['need_target']}): "
                      f"{s['volume_claim']}")
         if s["most_volume_sensitive"]:
             lines.append(f"    point estimates, largest first: {', '.join(s['volume_order'])}")
@@ -372,10 +490,17 @@ def _render_sensitivity(an: Analysis) -> str:
 
 
 def _render_ranking(an: Analysis) -> str:
-    rows = ranking_rows(an.conditions, an.run.classes)
+    conditions, units = ranked_conditions(an.unit, an.conditions)
+    text = _ranking_text(conditions, units)
+    note = flagged_note(an.unit)
+    return unit_words(text, an.unit.kind) + (f"\n  {note}" if text and note else "")
+
+
+def _ranking_text(conditions: list, units: tuple[str, ...]) -> str:
+    rows = ranking_rows(conditions, units)
     if not rows:
         return ""
-    names = [name for name, _ in an.conditions]
+    names = [name for name, _ in conditions]
     by_rank = []
     for position in range(1, len(rows) + 1):
         cells = [str(position)]
@@ -383,13 +508,13 @@ def _render_ranking(an: Analysis) -> str:
             r = next(r for r in rows if r[f"{name} rank"] == position)
             cells.append(f"{r['class']} {fmt_num(r[f'{name} acc_x1000'], 'd')}")
         by_rank.append(cells)
-    repeats = ", ".join(f"{name} {pm.accuracy.n}" for name, pm in an.conditions)
+    repeats = ", ".join(f"{name} {pm.accuracy.n}" for name, pm in conditions)
     text = (f"Ranking (1 = least accurate; mean accuracy x1000 over repeats: {repeats})\n"
             + format_table(["#"] + names, by_rank))
-    why_not = movers_evidence(an.conditions)
+    why_not = movers_evidence(conditions)
     if why_not:
         return text + f"\n  rank moves not assessed: {why_not}"
-    firm = set(firm_movers(an.conditions, an.run.classes))
+    firm = set(firm_movers(conditions, units))
     moves = []
     for cls in [c for c in biggest_movers(rows, k=len(rows)) if c in firm][:3]:
         r = next(r for r in rows if r["class"] == cls)

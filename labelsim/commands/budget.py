@@ -66,7 +66,9 @@ from labelsim.analysis.budget.plans import OPTIMIZED
 from labelsim.analysis.budget.problem import check_budget_size
 from labelsim.analysis.budget.simulation import describe_training, simulation_verdict
 from labelsim.analysis.budget.target import TARGET_DIR, TargetAnswer, measure_target, target_to_dict
+from labelsim.analysis.by_cluster import SAVED_BUDGET, cluster_context, simulate_refusal
 from labelsim.analysis.saved_budget import SAVED_NAME
+from labelsim.analysis.units import CLASS, CLUSTER
 from labelsim.config import ConfigError, RunConfig
 from labelsim.present.budget_chart import budget_chart, save_chart
 from labelsim.present.budget_text import format_loop, format_result, format_simulation, format_target
@@ -84,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--tier", action="append", default=[], metavar="NAME:PRICE:NOISE",
         help="a labeling tier: price per label and expected noise rate (repeatable)")
     add("--class-price", action="append", default=[], metavar="CLASS=X[,..]|FILE",
-        help="per-class price multipliers (default 1), or a .json/.csv file (repeatable)")
+        help="per-class price multipliers (default 1), or a .json/.csv file (repeatable); with "
+             "--by cluster, per cluster (CLUSTER=X, by the names in RUN_DIR/clusters.npz)")
     add("--available", metavar="N|CLASS=N[,..]|FILE",
         help="images available to label per class (default: the run's training set)")
     add("--weights", metavar="CLASS=W[,..]|FILE", help="per-class weights of the mean objective")
@@ -126,6 +129,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--design-repeats", type=int, default=1, help="repeats per design point (default 1)")
     add("--design-out", type=Path,
         help=f"folder of the design run (default RUN_DIR/{DESIGN_DIR})")
+    add("--by", choices=(CLASS, CLUSTER), default=CLASS,
+        help="plan per class (default) or per cluster of RUN_DIR/clusters.npz, each cluster a unit "
+             "with its own curve, price (--class-price), availability and weight; saved by default "
+             f"to RUN_DIR/{SAVED_BUDGET}")
 
 
 def _ratio_arg(text: str) -> float | None:
@@ -172,8 +179,11 @@ def next_step(args: argparse.Namespace, err: BaseException) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     tiers = check_tiers([parse_tier(spec) for spec in args.tier])
     _check_numbers(args)
-    context = load_context(args.run_dir)
+    by_cluster = args.by == CLUSTER
+    context = cluster_context(args.run_dir) if by_cluster else load_context(args.run_dir)
     problem = build_problem(args, context, tiers)
+    if by_cluster:
+        _cluster_size_note(context, args)
     check_budget_size(problem, args.budget, "--budget")
     if args.max_budget is not None:
         check_budget_size(problem, args.max_budget, "--max-budget")
@@ -206,7 +216,7 @@ def _run(args: argparse.Namespace) -> int:
             print()
             print(format_target(payload["target_simulation"]))
     if not args.no_save:
-        note = save_result(payload, args.save or args.run_dir / SAVED_NAME)
+        note = save_result(payload, args.save or args.run_dir / (SAVED_BUDGET if by_cluster else SAVED_NAME))
         print(note, file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -228,6 +238,10 @@ def _check_numbers(args: argparse.Namespace) -> None:
         )
     if args.repeats is not None and args.repeats < 1:
         raise BudgetError("--repeats must be at least 1")
+    if args.by == CLUSTER:
+        for flag, given in (("--simulate", args.simulate), ("--design", args.design is not None)):
+            if given:
+                raise BudgetError(simulate_refusal(flag))
     if args.simulate and args.target is not None and args.repeats is not None and args.repeats < 2:
         raise BudgetError(f"--repeats {args.repeats}: a measured cost to --target needs a spread; give at least 2")
     if args.design is not None:
@@ -236,6 +250,16 @@ def _check_numbers(args: argparse.Namespace) -> None:
         if not args.simulate:
             raise BudgetError("--rounds needs --simulate: the loop trains its plans")
         check_loop_args(args.rounds, args.repeats or 3)
+
+
+def _cluster_size_note(context: RunContext, args: argparse.Namespace) -> None:
+    """--max-ratio caps raw label counts; say so when the clusters' sizes alone differ more."""
+    sizes = [n for n in context.available if n > 0]
+    if args.max_ratio is not None and sizes and max(sizes) > args.max_ratio * min(sizes):
+        print(f"note: --max-ratio {args.max_ratio:g} caps the ratio of raw label counts, and the "
+              f"clusters' training records differ {max(sizes) / min(sizes):.1f} times; pass "
+              "--max-ratio none to let the plan follow the clusters' sizes",
+              file=sys.stderr if args.json else sys.stdout)
 
 
 def build_problem(args: argparse.Namespace, context: RunContext, tiers: Sequence[Tier]) -> BudgetProblem:

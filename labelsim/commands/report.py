@@ -1,7 +1,8 @@
 """``python -m labelsim report RUN_DIR``: one offline HTML page with every chart and table of a
 run (RUN_DIR/report.html, or --out FILE), and optionally each chart as a file. Every model and
 noise model of the run is compared side by side; CIFAR-10 runs are set beside the reference
-study; a budget answer saved by ``python -m labelsim budget`` adds a budget section."""
+study; a budget answer saved by ``python -m labelsim budget`` adds a budget section. ``--by cluster``
+writes the per-cluster page instead (RUN_DIR/report_by_cluster.html)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 from labelsim.analysis import RunDirError, analyze_run, progress_banner
+from labelsim.analysis.units import CLASS
+from labelsim.commands.analyze import add_unit_arguments, units_option
 from labelsim.present.charts import FORMATS
 from labelsim.present.report import build_report
 
@@ -17,7 +20,8 @@ from labelsim.present.report import build_report
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the report command."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="folder a run wrote (with run.json)")
-    parser.add_argument("--out", metavar="FILE", help="page to write (default RUN_DIR/report.html)")
+    parser.add_argument("--out", metavar="FILE", help="page to write (default RUN_DIR/report.html; "
+                                                      "RUN_DIR/report_by_cluster.html with --by cluster)")
     parser.add_argument(
         "--formats", default="", metavar="LIST",
         help="also export each chart in these formats, comma-separated from "
@@ -34,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--independent-y", action="store_true",
                         help="give each class's accuracy panel its own y scale (default: one shared scale, "
                              "so panels compare at a glance)")
+    add_unit_arguments(parser)
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -49,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     """Build the report; 2 on a bad run directory, bad option or unwritable destination."""
     try:
         formats = parse_formats(args.formats)
-        an = analyze_run(args.run_dir, args.model, args.noise_model, args.n_boot, args.seed)
+        an = analyze_run(args.run_dir, args.model, args.noise_model, args.n_boot, args.seed,
+                         units=units_option(args))
     except (RunDirError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -60,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     banner = progress_banner(an.run)
     if banner:
         print(banner)
-    out = Path(args.out) if args.out else None
-    charts_dir = out.parent / "charts" if out else None
+    by_class = an.unit.kind == CLASS
+    out = Path(args.out) if args.out else None if by_class else an.run.path / "report_by_cluster.html"
+    charts_dir = out.parent / ("charts" if by_class else "charts_by_cluster") if out else None
     try:
         path = build_report(an.run.path, out=out, analysis=an, formats=formats,
                             charts_dir=charts_dir, budget_file=args.budget_json,

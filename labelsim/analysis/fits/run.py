@@ -14,15 +14,16 @@ from labelsim.analysis.fits.common import MIN_LEVELS, NOT_ENOUGH_LEVELS, FitErro
 from labelsim.analysis.fits.joint import JointFit, fit_joint
 from labelsim.analysis.fits.noise import NoiseFit, fit_noise
 from labelsim.analysis.fits.volume import VolumeFit, fit_volume
-from labelsim.analysis.metrics import class_accuracy, overall_accuracy
+from labelsim.analysis.metrics import overall_accuracy
+from labelsim.analysis.units import Units, class_units
 from labelsim.rundir import Replica, Run, RunDirError, load_run
 
 
 @dataclass(frozen=True)
 class RunFits:
-    """Every fit of one model / noise model of a run, per class and overall."""
+    """Every fit of one model / noise model of a run, per unit (class or cluster) and overall."""
 
-    classes: tuple[str, ...]
+    classes: tuple[str, ...]  # the units' names
     noise: dict[str, NoiseFit]
     volume: dict[str, VolumeFit]
     joint: dict[str, JointFit] | None
@@ -56,9 +57,10 @@ def _axis_replicas(run: Run, model: str, noise_model: str, *, axis: str) -> list
     return out
 
 
-def _accuracies(run: Run, reps: list[Replica]) -> tuple[np.ndarray, np.ndarray]:
-    counts = run.counts[[r.replica for r in reps]]
-    return class_accuracy(counts), overall_accuracy(counts)
+def _accuracies(run: Run, units: Units, reps: list[Replica]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit accuracy (replicas x units) and overall accuracy of some replicas."""
+    idx = [r.replica for r in reps]
+    return units.accuracy[idx], overall_accuracy(run.counts[idx])
 
 
 def pick_model(run: Run, model: str | None, noise_model: str | None) -> tuple[str, str]:
@@ -78,18 +80,22 @@ def pick_model(run: Run, model: str | None, noise_model: str | None) -> tuple[st
 
 def fit_run(
     run_dir: str | Path | Run, model: str | None = None, noise_model: str | None = None,
-    n_boot: int = 200, seed: int = 0,
+    n_boot: int = 200, seed: int = 0, units: Units | None = None,
 ) -> RunFits:
-    """Noise, volume and (with a cross grid) joint fits of every class and overall."""
+    """Noise, volume and (with a cross grid) joint fits of every unit and overall; the units
+    are the classes unless ``units`` says otherwise."""
     run = run_dir if isinstance(run_dir, Run) else load_run(run_dir)
+    units = units or class_units(run)
     model, noise_model = pick_model(run, model, noise_model)
     samples: dict = {"noise": {}, "volume": {}, "joint": {}}
     skipped: dict[str, str] = {}
-    noise, overall_noise = _fit_noise_axis(run, model, noise_model, n_boot, seed, samples, skipped)
-    volume, overall_volume = _fit_volume_axis(run, model, n_boot, seed, samples, skipped)
-    joint, overall_joint = _fit_joint_axis(run, model, noise_model, n_boot, seed, samples, skipped)
+    noise, overall_noise = _fit_noise_axis(run, units, model, noise_model, n_boot, seed, samples,
+                                           skipped)
+    volume, overall_volume = _fit_volume_axis(run, units, model, n_boot, seed, samples, skipped)
+    joint, overall_joint = _fit_joint_axis(run, units, model, noise_model, n_boot, seed, samples,
+                                           skipped)
     excluded = tuple(r.replica for r in run.replicas if not r.finished)
-    return RunFits(run.classes, noise, volume, joint, overall_noise, overall_volume, samples,
+    return RunFits(units.names, noise, volume, joint, overall_noise, overall_volume, samples,
                    overall_joint, model, noise_model, excluded, skipped)
 
 
@@ -103,7 +109,7 @@ def _levels(values: list[float], unit: str) -> str:
 
 
 def _fit_noise_axis(
-    run: Run, model: str, noise_model: str, n_boot: int, seed: int, samples: dict, skipped: dict
+    run: Run, units: Units, model: str, noise_model: str, n_boot: int, seed: int, samples: dict, skipped: dict
 ) -> tuple[dict[str, NoiseFit], NoiseFit | None]:
     reps = _axis_replicas(run, model, noise_model, axis="noise")
     x = np.array([r.noise_rate for r in reps])
@@ -111,12 +117,12 @@ def _fit_noise_axis(
         skipped["noise"] = (f"{NOT_ENOUGH_LEVELS}: finished replicas at n={run.full_size(model)} "
                             f"cover {_levels(list(x), 'noise level')}; a noise slope needs 2")
         return {}, None
-    inputs = [(x,)] * len(run.classes)
-    return _fit_classes(run, reps, "noise", fit_noise, inputs, (x,), n_boot, seed, samples, skipped)
+    inputs = [(x,)] * len(units.names)
+    return _fit_classes(run, units, reps, "noise", fit_noise, inputs, (x,), n_boot, seed, samples, skipped)
 
 
 def _fit_volume_axis(
-    run: Run, model: str, n_boot: int, seed: int, samples: dict, skipped: dict
+    run: Run, units: Units, model: str, n_boot: int, seed: int, samples: dict, skipped: dict
 ) -> tuple[dict[str, VolumeFit], VolumeFit | None]:
     reps = _axis_replicas(run, model, "", axis="volume")
     sizes = [float(r.train_size) for r in reps]
@@ -125,14 +131,14 @@ def _fit_volume_axis(
                              f"{_levels(sizes, 'training size')}; a volume curve needs "
                              f"{MIN_LEVELS}")
         return {}, None
-    n, mean_n = _sizes(run, reps)
-    inputs = [(n[:, k],) for k in range(run.num_classes)]
-    return _fit_classes(run, reps, "volume", fit_volume, inputs, (mean_n,), n_boot, seed, samples,
+    n, mean_n = _sizes(run, units, reps)
+    inputs = [(n[:, k],) for k in range(len(units.names))]
+    return _fit_classes(run, units, reps, "volume", fit_volume, inputs, (mean_n,), n_boot, seed, samples,
                         skipped)
 
 
 def _fit_joint_axis(
-    run: Run, model: str, noise_model: str, n_boot: int, seed: int, samples: dict, skipped: dict
+    run: Run, units: Units, model: str, noise_model: str, n_boot: int, seed: int, samples: dict, skipped: dict
 ) -> tuple[dict[str, JointFit] | None, JointFit | None]:
     reps = _axis_replicas(run, model, noise_model, axis="joint")
     if not any(r.experiment == "cross" for r in reps):
@@ -140,35 +146,35 @@ def _fit_joint_axis(
             skipped["joint"] = (f"{NOT_ENOUGH_LEVELS}: no replica of the cross grid has finished "
                                 "yet")
         return None, None
-    n, mean_n = _sizes(run, reps)
+    n, mean_n = _sizes(run, units, reps)
     noise = np.array([r.noise_rate for r in reps])
-    inputs = [(n[:, k], noise) for k in range(run.num_classes)]
-    return _fit_classes(run, reps, "joint", fit_joint, inputs, (mean_n, noise), n_boot, seed,
+    inputs = [(n[:, k], noise) for k in range(len(units.names))]
+    return _fit_classes(run, units, reps, "joint", fit_joint, inputs, (mean_n, noise), n_boot, seed,
                         samples, skipped)
 
 
-def _sizes(run: Run, reps: list[Replica]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class training counts (replicas x classes) and their mean per replica."""
-    n = np.array([run.per_class_counts(r) for r in reps])
-    return n, np.array([r.train_size / run.num_classes for r in reps])
+def _sizes(run: Run, units: Units, reps: list[Replica]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit training counts (replicas x units) and the mean per-class count per replica
+    (the overall curve's axis)."""
+    return units.train_counts(run, reps), np.array([r.train_size / run.num_classes for r in reps])
 
 
 _STREAMS = {"noise": 1, "volume": 2, "joint": 3}  # random stream of each axis
 
 
 def _fit_classes(
-    run: Run, reps: list[Replica], axis: str, fitter: Callable,
+    run: Run, units: Units, reps: list[Replica], axis: str, fitter: Callable,
     inputs: list[tuple[np.ndarray, ...]], overall_inputs: tuple[np.ndarray, ...],
     n_boot: int, seed: int, samples: dict, skipped: dict,
 ) -> tuple[dict[str, Any], Any]:
-    """``fitter`` on each class's accuracy and on the overall one; fits that fail are left out.
+    """``fitter`` on each unit's accuracy and on the overall one; fits that fail are left out.
 
-    Bootstrap samples go into ``samples[axis][class]`` and ``samples["overall_" + axis]``; why
+    Bootstrap samples go into ``samples[axis][unit]`` and ``samples["overall_" + axis]``; why
     the overall fit failed goes into ``skipped[axis]``."""
-    acc, overall = _accuracies(run, reps)
+    acc, overall = _accuracies(run, units, reps)
     stream = _STREAMS[axis]
     fits = {}
-    for k, cls in enumerate(run.classes):
+    for k, cls in enumerate(units.names):
         fit = _try(fitter, *inputs[k], acc[:, k], n_boot, _rng(seed, stream, k))
         if fit is not None:
             fits[cls], samples[axis][cls] = fit

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from labelsim.analysis import Analysis
 from labelsim.analysis import compare, reference, saved_budget
+from labelsim.analysis.by_cluster import SAVED_BUDGET
+from labelsim.analysis.units import CLASS
 from labelsim.present import charts
 from labelsim.present.report.rows import Item
 from labelsim.present.report.sections import chart_section, html_grid, html_table
@@ -213,11 +215,14 @@ def _loop_section(saved: saved_budget.SavedBudget) -> str:
 
 def _load_budget(an: Analysis, path: Path | None) -> saved_budget.SavedBudget | str | None:
     """The saved budget answer, an error message to show instead, or None when there is none."""
-    found = saved_budget.find_saved_budget(an.run.path, path)
+    if an.unit.kind == CLASS:
+        found = saved_budget.find_saved_budget(an.run.path, path)
+    else:
+        found = path or (an.run.path / SAVED_BUDGET if (an.run.path / SAVED_BUDGET).is_file() else None)
     if found is None:
         return None
     try:
-        return saved_budget.load_saved_budget(found, an.run.classes)
+        return saved_budget.load_saved_budget(found, an.unit.names)
     except saved_budget.SavedBudgetError as exc:
         return str(exc)
 

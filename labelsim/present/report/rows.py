@@ -13,6 +13,7 @@ import numpy as np
 from labelsim.analysis import Analysis, confusion_pairs, confusion_rows
 from labelsim.analysis.derived import noise_band, volume_band
 from labelsim.analysis.metrics import PointMetrics, bump_rows, pair_rows
+from labelsim.analysis.units import CLASS, ranked_point
 from labelsim.present import charts
 
 CURVE_POINTS = 40  # points along each fitted curve
@@ -39,10 +40,10 @@ def size_chart_rows(an: Analysis) -> list[dict]:
         return rows
     sizes = [pm.point.train_size for pm in an.size_points]
     xs = np.geomspace(min(sizes), max(sizes), CURVE_POINTS)
-    for k, cls in enumerate(an.run.classes):
+    for k, cls in enumerate(an.unit.names):
         fit = an.fits.volume.get(cls)
         if fit is not None:
-            n = xs * an.run.class_shares[k]
+            n = xs * an.unit.shares[k]
             fitted, lo, hi = volume_band(fit, an.fits.samples["volume"][cls], n)
             rows += _curve_rows(cls, xs, fitted, lo, hi)
     return rows
@@ -55,13 +56,13 @@ def _point_rows(an: Analysis, points: Sequence[Any], axis: str) -> list[dict]:
 
 
 def _class_rows(an: Analysis, pm: Any, x: float) -> list[dict]:
-    """Mean accuracy of each class at one grid point."""
+    """Mean accuracy of each unit (class or cluster) at one grid point."""
     acc = pm.accuracy
     return [
         {"kind": "point", "class": cls, "x": float(x), "accuracy": float(acc.mean[k]),
          "lo": float(acc.mean[k] - acc.std[k]), "hi": float(acc.mean[k] + acc.std[k]),
          "ci_lo": float(acc.lo[k]), "ci_hi": float(acc.hi[k]), "n": acc.n}
-        for k, cls in enumerate(an.run.classes)
+        for k, cls in enumerate(an.unit.names)
     ]
 
 
@@ -85,6 +86,8 @@ def report_charts(an: Analysis, *, independent_y: bool = False) -> list[Item]:
     one accuracy scale unless ``independent_y``."""
     out: list[Item] = []
     classes = an.run.classes
+    if an.unit.kind != CLASS:
+        return _curve_charts(an, independent_y) + _unit_bump(an) + _sensitivity_chart(an)
     if an.baseline is not None:
         out.append(("confusion_baseline", "Average confusion matrix of the clean full-data "
                     "baseline (counts).",
@@ -107,6 +110,18 @@ def report_charts(an: Analysis, *, independent_y: bool = False) -> list[Item]:
     return out
 
 
+def _unit_bump(an: Analysis) -> list[Item]:
+    """The ranking's bump chart over the ranked units (clusters with enough test records)."""
+    points = [ranked_point(an.unit, pm) for pm in an.points]
+    names = tuple(an.unit.names[k] for k in an.unit.ranked())
+    bump = bump_rows(points, an.run, an.model, an.noise_model, names)
+    if not bump:
+        return []
+    return [("ranking_bump", f"Rank of each ranked {an.unit.kind} (1 = least accurate) from the "
+             "smallest size through the baseline to the highest noise.",
+             charts.ranking_bump(bump, f"{an.unit.kind.capitalize()} ranking across conditions"))]
+
+
 def measured_sizes(an: Analysis) -> tuple[float, float] | None:
     """The smallest and largest per-class training counts the volume fits saw, if any."""
     ranges = [fit.n_range for fit in an.fits.volume.values() if fit is not None]
@@ -118,20 +133,28 @@ def measured_sizes(an: Analysis) -> tuple[float, float] | None:
 
 def _sensitivity_chart(an: Analysis) -> list[Item]:
     """Noise slope vs volume need, its y axis the measured sizes, when the run has both."""
-    sens = an.sensitivity
+    sens, unit = an.sensitivity, an.unit
+    ranked = {unit.names[k] for k in unit.ranked()}
+    rows = [r for r in sens["rows"] if r["class"] in ranked]
     measured = measured_sizes(an)
-    if measured is None or not any("slope" in r and "need" in r for r in sens["rows"]):
+    if measured is None or not any("slope" in r and "need" in r for r in rows):
         return []
     target = sens.get("need_target") or f"{sens.get('fraction', 0.95):.0%} of its asymptote"
-    need = f"images per class to reach {target}"
+    need = f"images per {unit.kind} to reach {target}"
     caption = (f"Which classes does label noise hurt most (right), and which need the most "
                f"images (top)? Noise slope against {need}, with 95% intervals. The y axis spans "
                f"the measured sizes ({measured[0]:,.0f}-{measured[1]:,.0f} per class): a "
                "triangle on its top or bottom edge lies beyond or below them (hover for its "
                "value); bars are cut at the chart's edges. Classes without a label are named "
                "in the legend.")
+    if unit.kind != CLASS:
+        caption = (caption.replace("classes", f"{unit.kind}s").replace("per class", f"per {unit.kind}")
+                   + " Flagged clusters (too few test records) are left out.")
+        return [("sensitivity", caption, charts.sensitivity_scatter(
+            rows, measured, title=f"Per-{unit.kind} sensitivity: label noise vs volume",
+            need_title=f"training {need}"))]
     return [("sensitivity", caption,
-             charts.sensitivity_scatter(sens["rows"], measured, need_title=f"training {need}"))]
+             charts.sensitivity_scatter(rows, measured, need_title=f"training {need}"))]
 
 
 def _curve_charts(an: Analysis, independent_y: bool = False) -> list[Item]:

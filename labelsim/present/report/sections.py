@@ -24,7 +24,9 @@ from labelsim.analysis import (
     size_need_table,
     summary_table,
 )
+from labelsim.analysis.by_cluster import ACCURACY_ONLY, cluster_info, flagged_note
 from labelsim.analysis.metrics import overall_rows, ranking_rows
+from labelsim.analysis.units import CLASS, CLUSTER, ranked_conditions
 from labelsim.present.report.rows import Item
 
 
@@ -186,17 +188,45 @@ def _sensitivity_section(an: Analysis) -> str:
         lines.append(f"Most noise-sensitive: <b>{html.escape(s['noise_claim'])}</b>.")
     if s.get("volume_claim"):
         target = s.get("need_target", f"{s['fraction']:.0%} of full-data accuracy")
-        lines.append(f"Most volume-hungry (images per class to {html.escape(target)}): "
+        lines.append(f"Most volume-hungry (images per {an.unit.kind} to {html.escape(target)}): "
                      f"<b>{html.escape(s['volume_claim'])}</b>.")
     return f"<p>{' '.join(lines)}</p>" + html_table(s["rows"], formats={
         "need": ".0f", "need_lo": ".0f", "need_hi": ".0f", "slope_rank": "d", "need_rank": "d"},
         infinite="never")
 
 
+def _clusters_section(an: Analysis) -> str:
+    """Each cluster's class, test records, share of the training set and ranking status."""
+    note = flagged_note(an.unit)
+    return (f"<p>Accuracy only: {html.escape(ACCURACY_ONLY)}. Training records of a cluster in a "
+            "replica: the replica's per-class count times the cluster's share of its class's "
+            "training records (across classes: of the training set).</p>"
+            + (f"<p>{html.escape(note)}.</p>" if note else "")
+            + html_table(cluster_info(an.run, an.unit), formats={"train_share": ".4f"}))
+
+
 def tables_sections(an: Analysis) -> list[tuple[str, str]]:
-    """(title, html) of the summary, fits, sensitivity, ranking, asymmetry and grid tables."""
+    """(title, html) of the summary, fits, sensitivity, ranking, asymmetry and grid tables; per
+    cluster, the clusters' table instead of the class-only asymmetry."""
     classes = an.run.classes
-    ranking = ranking_rows(an.conditions, classes)
+    conditions, names = ranked_conditions(an.unit, an.conditions)
+    ranking = ranking_rows(conditions, names)
+    if an.unit.kind != CLASS:
+        headers, grid = summary_table(an)
+        return [
+            ("Clusters", _clusters_section(an)),
+            ("Per-cluster summary", "<p>As the per-class summary, per cluster: accuracy x1000 "
+             "(mean over repeats ± std), noise slope with its 95% bootstrap interval, size to 95% "
+             "= training images of the cluster at which its volume fit reaches 95% of its "
+             "full-data accuracy.</p>" + html_grid([CLUSTER, *headers[1:]], grid)),
+            ("Fits", _fits_section(an)),
+            ("Sensitivity", _sensitivity_section(an)),
+            ("Ranking", "<p>Ranked clusters only; 1 = least accurate; change = rank minus "
+             "baseline rank.</p>" + html_table(ranking)),
+            ("Every grid point", html_table(overall_rows(an.points), formats={
+                "accuracy": ".4f", "accuracy_std": ".4f", "accuracy_lo": ".4f",
+                "accuracy_hi": ".4f"})),
+        ]
     sections = [
         ("Per-class summary", "<p>Accuracy x1000 (mean over repeats ± std); noise slope = "
          "accuracy lost per unit of requested noise rate (the grid level) with its 95% "
