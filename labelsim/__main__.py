@@ -32,6 +32,7 @@ COMMANDS = {
     "oof": ("oof", "out-of-fold class probabilities of every training record (cross-fitted replicas)"),
     "recommend": ("recommend", "which records to label or relabel, and at which tier, within a budget"),
     "clusters": ("clusters", "assign every record to a cluster (k-means on the run's embeddings, or your own)"),
+    "replay": ("replay", "replay a labeling budget by each strategy, round by round, and measure what it buys"),
 }
 
 EXIT_OS_ERROR = 1

@@ -268,16 +268,6 @@ class Recommendation:
     gain: float
 
 
-@dataclass
-class _ClassState:
-    """A class's expected label count and expected wrong labels, and its record queues."""
-
-    n: float
-    wrong: float
-    relabel: list[int]  # labeled records of the class, most likely wrong first
-    label: list[int]  # pool records predicted in the class, most uncertain first
-
-
 def recommend(
     labels: np.ndarray,
     probs: np.ndarray,
@@ -286,19 +276,24 @@ def recommend(
     budget: float,
     pool: np.ndarray | None = None,
     actions: tuple[str, ...] = ("label", "relabel"),
+    frozen: np.ndarray | None = None,
 ) -> list[Recommendation]:
     """Spend ``budget`` greedily on the purchase with the highest predicted gain per unit cost.
 
-    Each class k is described by its labeled count n_k and its expected wrong labels w_k =
-    sum over its records of (1 - p_i[label_i]), the out-of-fold probability that the label is
-    wrong; its predicted accuracy is the run's fitted curve ``curves[k].accuracy(n_k, w_k /
-    n_k)`` (noise as a wrong-label fraction). Relabeling record i of class k with tier t
-    replaces its chance of being wrong by the tier's noise (w_k - (1 - p_i[label_i]) + eps_t);
-    labeling pool record j adds p_j[k] of a label to every class k, of which p_j[k] * eps_t
-    wrong. Within a class, relabels go to the lowest label-quality scores first and labels to
-    the most uncertain pool records first. A record is chosen at most once; purchases stop
-    when no affordable one is predicted to gain. ``pool`` limits the candidate pool records
-    (default: every unlabeled record)."""
+    The labeled set is described by each class's labeled count n_k and by its expected wrong
+    labels W = sum over the N labeled records of (1 - p_i[label_i]), the out-of-fold
+    probability that the label is wrong. Class k's predicted accuracy is the run's fitted curve
+    ``curves[k].accuracy(n_k, W / N)``: the noise axis is the labeled set's share of wrong
+    labels, as the run's noise grids measured it (every class noisy at once), so a wrong label
+    costs every class, not only the one it names. Relabeling record i with tier t replaces its
+    chance of being wrong by the tier's noise (W - (1 - p_i[label_i]) + eps_t); labeling pool
+    record j adds p_j[k] of a label to every class k, and eps_t to W. A relabel's gain thus
+    grows with its chance of being wrong alone: relabels go in cleanlab's order (the lowest
+    label-quality score, p_i[label_i], first); pool records are labeled most uncertain first
+    within their predicted class. A record is chosen at most once; purchases stop when no
+    affordable one is predicted to gain. ``pool`` limits the candidate pool records (default:
+    every unlabeled record); ``frozen`` labeled records are never relabeled (e.g. those
+    relabeled before)."""
     labels = np.asarray(labels)
     probs = np.asarray(probs, np.float64)
     probs = probs / probs.sum(axis=1, keepdims=True)
@@ -311,64 +306,49 @@ def recommend(
     wrong_chance[labeled] = 1.0 - probs[labeled, labels[labeled]]
     uncertainty = 1.0 - probs.max(axis=1)
     predicted = probs.argmax(axis=1)
-    states = []
-    for k in range(c):
-        members = labeled[labels[labeled] == k]
-        candidates = pool[predicted[pool] == k]
-        relabel_queue = members[np.argsort(quality[members], kind="mergesort")] if "relabel" in actions else []
-        label_queue = candidates[np.argsort(-uncertainty[candidates], kind="mergesort")] if "label" in actions else []
-        states.append(_ClassState(float(len(members)), float(wrong_chance[members].sum()), list(relabel_queue),
-                                  list(label_queue)))  # fmt: skip
+    movable = np.ones(len(labels), bool)
+    if frozen is not None:
+        movable[np.asarray(frozen, np.int64)] = False
+    candidates = labeled[movable[labeled]] if "relabel" in actions else labeled[:0]
+    relabel_queue = list(candidates[np.argsort(quality[candidates], kind="mergesort")])
+    label_queues = [list(members[np.argsort(-uncertainty[members], kind="mergesort")]) if "label" in actions else []
+                    for members in (pool[predicted[pool] == k] for k in range(c))]  # fmt: skip
     noise = np.array([t.noise for t in tiers], np.float64)
     price = np.array([t.price for t in tiers], np.float64)
+    counts = np.bincount(labels[labeled], minlength=c).astype(np.float64)
+    wrong, size = float(wrong_chance[labeled].sum()), float(len(labeled))
 
-    def accuracy(k: int, n: float | np.ndarray, wrong: float | np.ndarray) -> np.ndarray:
-        n_arr = np.broadcast_to(np.asarray(n, np.float64), noise.shape)
-        eps = np.clip(np.asarray(wrong, np.float64) / np.maximum(n_arr, 1.0), 0.0, 1.0)
-        return curves[k].accuracy(n_arr, np.broadcast_to(eps, noise.shape)) / c
+    def mean_accuracy(n: np.ndarray, wrong_labels: np.ndarray, records: float) -> np.ndarray:
+        """Predicted mean per-class accuracy per tier: counts n (C,), wrong labels (T,)."""
+        eps = np.clip(wrong_labels / max(records, 1.0), 0.0, 1.0)
+        return sum(curves[k].accuracy(np.full(len(tiers), n[k]), eps) for k in range(c)) / c
 
-    def relabel_gains(k: int) -> np.ndarray:
-        s = states[k]
-        if not s.relabel:
-            return np.full(len(tiers), -np.inf)
-        i = s.relabel[0]
-        return accuracy(k, s.n, s.wrong - wrong_chance[i] + noise) - accuracy(k, s.n, s.wrong)
-
-    def label_deltas(k: int) -> np.ndarray:
-        s = states[k]
-        return accuracy(k, s.n + 1.0, s.wrong + noise) - accuracy(k, s.n, s.wrong)
-
-    relabel = np.stack([relabel_gains(k) for k in range(c)])  # (C, T)
-    deltas = np.stack([label_deltas(k) for k in range(c)])  # (C, T)
     chosen: list[Recommendation] = []
     left = float(budget)
     while True:
-        label = np.full((c, len(tiers)), -np.inf)
+        base = mean_accuracy(counts, np.full(len(tiers), wrong), size)
+        gains = np.full((1 + c, len(tiers)), -np.inf)  # row 0: the next relabel; row 1 + k: class k's next label
+        if relabel_queue:
+            gains[0] = mean_accuracy(counts, wrong - wrong_chance[relabel_queue[0]] + noise, size) - base
         for k in range(c):
-            if states[k].label:
-                label[k] = probs[states[k].label[0]] @ deltas
-        gains = np.stack([relabel, label])  # (2, C, T)
+            if label_queues[k]:
+                gains[1 + k] = mean_accuracy(counts + probs[label_queues[k][0]], wrong + noise, size + 1.0) - base
         value = np.where((price <= left + 1e-9) & (gains > 0), gains / price, -np.inf)
         if not np.isfinite(value).any():
             return chosen
-        a, k, t = np.unravel_index(int(np.argmax(value)), value.shape)
-        s = states[k]
-        if a == 0:
-            i = s.relabel.pop(0)
-            s.wrong += noise[t] - wrong_chance[i]
-            chosen.append(Recommendation(int(i), "relabel", tiers[t].name, int(k), float(quality[i]), float(price[t]),
-                                         float(gains[a, k, t])))  # fmt: skip
-            relabel[k] = relabel_gains(k)
-            deltas[k] = label_deltas(k)
+        row, t = np.unravel_index(int(np.argmax(value)), value.shape)
+        if row == 0:
+            i = relabel_queue.pop(0)
+            wrong += noise[t] - wrong_chance[i]
+            chosen.append(Recommendation(int(i), "relabel", tiers[t].name, int(labels[i]), float(quality[i]),
+                                         float(price[t]), float(gains[row, t])))  # fmt: skip
         else:
-            j = s.label.pop(0)
-            for m in range(c):
-                states[m].n += probs[j, m]
-                states[m].wrong += probs[j, m] * noise[t]
-            chosen.append(Recommendation(int(j), "label", tiers[t].name, int(k), float(uncertainty[j]),
-                                         float(price[t]), float(gains[a, k, t])))  # fmt: skip
-            relabel = np.stack([relabel_gains(m) for m in range(c)])
-            deltas = np.stack([label_deltas(m) for m in range(c)])
+            j = label_queues[row - 1].pop(0)
+            counts = counts + probs[j]
+            wrong += noise[t]
+            size += 1.0
+            chosen.append(Recommendation(int(j), "label", tiers[t].name, int(row - 1), float(uncertainty[j]),
+                                         float(price[t]), float(gains[row, t])))  # fmt: skip
         left -= float(price[t])
 
 

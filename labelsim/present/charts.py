@@ -588,6 +588,24 @@ def budget_curves(
     return alt.layer(*layers).properties(title=heading, width=560, height=340)
 
 
+def replay_curves(rows: list[dict], title: str = "Replay: test accuracy vs money spent") -> alt.LayerChart:
+    """Measured test accuracy against the money each strategy has spent, round by round (lines),
+    with a bar of one standard error over the repeats.
+
+    Rows need: strategy, spent, accuracy, lo, hi."""
+    alt = _alt()
+    x = alt.X("spent:Q", title="money spent beyond the start labels")
+    y = alt.Y("accuracy:Q", title="mean per-class test accuracy", scale=alt.Scale(zero=False),
+              axis=alt.Axis(format="%"))
+    color = alt.Color("strategy:N", title="strategy")
+    base = alt.Chart(_data(rows))
+    lines = base.mark_line(point=True).encode(
+        x=x, y=y, color=color,
+        tooltip=["strategy:N", alt.Tooltip("spent:Q", format=",.4g"), alt.Tooltip("accuracy:Q", format=".2%")])
+    bars = base.mark_rule().encode(x=x, y="lo:Q", y2="hi:Q", color=color).transform_filter("isValid(datum.lo)")
+    return alt.layer(bars, lines).properties(title=title, width=520, height=320)
+
+
 def _budget_markers(markers: list[dict], x_field: str, y: alt.Y, color: alt.Color) -> list:
     alt = _alt()
     x = alt.X(f"{x_field}:Q")

@@ -10,6 +10,7 @@ import html
 import json
 import math
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -249,6 +250,39 @@ def tables_sections(an: Analysis) -> list[tuple[str, str]]:
                                                      "log_ratio_lo", "log_ratio_hi", "n"])))
     sections.append(("Every grid point", html_table(overall_rows(an.points), formats={
         "accuracy": ".4f", "accuracy_std": ".4f", "accuracy_lo": ".4f", "accuracy_hi": ".4f"})))
+    return sections + replay_sections(an.run.path)
+
+
+def replay_sections(run_dir: Path) -> list[tuple[str, str]]:
+    """A section per replay in RUN/replay/*/replay.json (``python -m labelsim replay``): test
+    accuracy vs money spent per strategy (a chart drawn inline as SVG), the rounds' table and
+    the corrections per unit cost."""
+    from labelsim.analysis.replay import REPLAY_DIR, REPLAY_FILE, correction_rows, read_replay, replay_rows
+
+    paths = sorted(Path(run_dir).glob(f"{REPLAY_DIR}/*/{REPLAY_FILE}"))
+    if not paths:
+        return []
+    import vl_convert
+
+    from labelsim.present.charts import chart_spec, replay_curves
+
+    sections = []
+    for path in paths:
+        result = read_replay(path)
+        rows = replay_rows(result)
+        points = [{"strategy": r["strategy"], "spent": r["spent"], "accuracy": r["accuracy"],
+                   "lo": None if r["se"] is None else r["accuracy"] - r["se"],
+                   "hi": None if r["se"] is None else r["accuracy"] + r["se"]} for r in rows]
+        q = result["settings"]
+        tiers = ", ".join(f"{n} (price {p:g}, noise {e:g})" for n, p, e in q["tiers"])
+        note = (f"<p>Budget {q['budget']:g} in {q['rounds']} round(s) from {result['start']['labeled']} labels "
+                f"of the cheapest tier ({result['start']['wrong']} wrong); tiers {html.escape(tiers)}; "
+                f"{q['repeats']} training(s) per labeling and round; bars: ± 1 SE."
+                f"{'' if result.get('complete') else ' Unfinished: the rounds so far.'}</p>")
+        svg = vl_convert.vegalite_to_svg(chart_spec(replay_curves(points)))
+        sections.append((f"Replay {path.parent.name}", note + f"<div class='chart'>{svg}</div>"
+                         + html_table(rows, formats={"spent": ".4g", "accuracy": ".4f", "se": ".4f"})
+                         + html_table(correction_rows(result))))
     return sections
 
 
