@@ -166,6 +166,12 @@ def summary(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
         gains = [r["gain"] for _, r in scored]
         contrast = [r["gain"] for s, r in scored if s["contrast"]]
         errors = [r["abs_error"] for _, r in scored if r["abs_error"] is not None]
+        # The measurement is a mean of a few trainings: even an exact prediction misses it by
+        # E|N(0, se)| = se * sqrt(2 / pi). Net of that noise, the error is sqrt(E[err^2] - E[se^2]).
+        noisy = [(r["abs_error"], r["measured_se"]) for _, r in scored
+                 if r["abs_error"] is not None and r["measured_se"] is not None]  # fmt: skip
+        floor = float(np.mean([se for _, se in noisy])) * math.sqrt(2 / math.pi) if noisy else None
+        net = math.sqrt(max(0.0, float(np.mean([e * e - se * se for e, se in noisy])))) if noisy else None
         rows.append({
             "recommender": label, "scenarios": len(scored),
             "wins": sum(r["outcome"] == "win" for _, r in scored),
@@ -175,6 +181,8 @@ def summary(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "contrast_scenarios": len(contrast),
             "contrast_mean_gain_points": 100 * float(np.mean(contrast)) if contrast else None,
             "mean_abs_error_points": 100 * float(np.mean(errors)) if errors else None,
+            "error_of_an_exact_prediction_points": 100 * floor if floor is not None else None,
+            "rms_error_net_of_measurement_noise_points": 100 * net if net is not None else None,
             "plan_not_the_best_simple": sum(r["plan"] != s["best_simple"] for s, r in scored),
         })  # fmt: skip
     return rows
