@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 class ConfigError(ValueError):
@@ -245,8 +245,13 @@ class ReplicaSpec:
     """One grid point x repeat: what a single replica trains on.
 
     ``class_sizes`` / ``class_noise`` (one entry per class) override ``train_size`` /
-    ``noise_rate`` for per-class experiments such as budget plans.
+    ``noise_rate`` for per-class experiments such as budget plans. ``group_sizes`` /
+    ``group_noise`` do the same per group of any grouping of the training records: ``grouping``
+    names it, and the run gets its per-record group ids as an input (``labelsim.sim.prepare``).
+    The grouping ``LABELS`` is the records' own classes: per-class fields are its special case.
     """
+
+    LABELS: ClassVar[str] = "labels"
 
     replica: int
     experiment: str  # "noise", "volume", "cross" or "custom"
@@ -259,11 +264,35 @@ class ReplicaSpec:
     class_noise: tuple[float, ...] | None = None
     label: str = ""  # free text for custom replicas (e.g. a budget strategy name)
     lr_scale: float = 1.0  # multiplies the recipe's learning rate for this replica only
+    grouping: str = ""  # the grouping group_sizes / group_noise follow
+    group_sizes: tuple[int, ...] | None = None
+    group_noise: tuple[float, ...] | None = None
 
     @property
     def size(self) -> int:
-        """Training records of this replica: its class sizes summed when given, else train_size."""
-        return sum(self.class_sizes) if self.class_sizes is not None else self.train_size
+        """Training records of this replica: its class or group sizes summed when given, else train_size."""
+        sizes = self.per_group_sizes
+        return sum(sizes) if sizes is not None else self.train_size
+
+    @property
+    def per_group(self) -> str:
+        """The grouping this replica's per-group sizes or noise follow (``LABELS`` for per-class
+        fields); '' when it has neither."""
+        if self.class_sizes is not None or self.class_noise is not None:
+            return self.LABELS
+        if self.group_sizes is not None or self.group_noise is not None:
+            return self.grouping
+        return ""
+
+    @property
+    def per_group_sizes(self) -> tuple[int, ...] | None:
+        """Training records per group (per class for per-class fields), or None."""
+        return self.class_sizes if self.class_sizes is not None else self.group_sizes
+
+    @property
+    def per_group_noise(self) -> tuple[float, ...] | None:
+        """Noise rate per group (per class for per-class fields), or None."""
+        return self.class_noise if self.class_noise is not None else self.group_noise
 
 
 PRESETS: dict[str, dict[str, Any]] = {}

@@ -18,18 +18,14 @@ and they enter no ranking and no claim.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from labelsim.analysis.budget.context import RunContext, wrong_label_scale
-from labelsim.analysis.budget.curves import Predictor, curves_from_fits
-from labelsim.analysis.budget.errors import BudgetError
+from labelsim.analysis.budget.context import RunContext, fitted_context
 from labelsim.analysis.clusters import CLUSTERS_FILE, MIN_TEST_RECORDS, Clusters
-from labelsim.analysis.fits import FitError, fit_run
 from labelsim.analysis.units import CLUSTER, Units
 from labelsim.config import RunConfig
 from labelsim.rundir import Run, RunDirError, load_run
@@ -37,6 +33,7 @@ from labelsim.rundir.predictions import PREDICTIONS_FILE, read_test_predictions
 from labelsim.sim.data import DataError, load_dataset
 
 SAVED_BUDGET = Path("analysis") / "by_cluster" / "budget.json"  # budget --by cluster's default --save
+GROUPING = "clusters"  # the name of a simulated replica's grouping by the run's clusters
 MIN_RECORDS = MIN_TEST_RECORDS  # default --min-records: fewer test records give no stable estimate
 ACROSS = "(across classes)"
 RETRAIN = ("train the run again with this labelsim in a new --out (python run_grid.py ... --out NEW_DIR), "
@@ -222,24 +219,29 @@ def cluster_context(run_dir: Path) -> RunContext:
     run = load_run(run_dir)
     clusters = read_clusters(run.path)
     units = cluster_units(run, clusters=clusters)
-    try:
-        fits = fit_run(run, units=units)
-    except FitError as exc:
-        raise BudgetError(f"cannot fit {run_dir}: {exc}") from None
-    rates = [r.noise_rate for r in run.finished() if not r.is_custom]
-    scale = wrong_label_scale(run)
-
-    def rescaled(predict: Predictor) -> Predictor:
-        return lambda n, eps: predict(n, np.asarray(eps, dtype=float) * scale)
-
-    curves = tuple(
-        dataclasses.replace(c, predict=rescaled(c.predict), draws=c.draws and rescaled(c.draws))
-        for c in curves_from_fits(fits, noise_max=max(rates, default=0.0)))
     available = np.bincount(clusters.train, minlength=len(clusters.names))
-    return RunContext(Path(run_dir), units.names, curves, tuple(int(v) for v in available), run.meta)
+    return fitted_context(run, units.names, available, units=units)
 
 
 def simulate_refusal(flag: str) -> str:
-    """Why ``flag`` (which trains plans) cannot go with --by cluster yet, and what to do."""
-    return (f"{flag} --by cluster needs per-cluster replicas: not supported yet; plan by cluster "
-            f"without {flag}, or use {flag} with the per-class plan (leave out --by cluster)")
+    """Why ``flag`` cannot go with --by cluster yet, and what to do."""
+    return (f"{flag} --by cluster is not supported yet (--simulate alone trains per-cluster plans); "
+            f"plan by cluster without {flag}, or use {flag} with the per-class plan (leave out --by cluster)")
+
+
+def cluster_groupings(run_dir: Path) -> dict[str, np.ndarray]:
+    """The run's clusters as the grouping that simulated per-cluster replicas follow: name -> the
+    cluster id of every training record."""
+    return {GROUPING: read_clusters(run_dir).train}
+
+
+def measured_by_cluster(sim_dir: Path, run_dir: Path) -> dict[str, np.ndarray]:
+    """Per-cluster accuracy (replicas, clusters) of each label's finished replicas in a simulated run,
+    from its test predictions and ``run_dir``'s clusters (the same dataset)."""
+    sim = load_run(sim_dir)
+    units = cluster_units(sim, min_records=0, clusters=read_clusters(run_dir))
+    accuracy = units.accuracy
+    out: dict[str, list[np.ndarray]] = {}
+    for rep in sim.finished():
+        out.setdefault(rep.label, []).append(accuracy[rep.replica])
+    return {label: np.stack(values) for label, values in out.items()}

@@ -66,7 +66,14 @@ from labelsim.analysis.budget.plans import OPTIMIZED
 from labelsim.analysis.budget.problem import check_budget_size
 from labelsim.analysis.budget.simulation import describe_training, simulation_verdict
 from labelsim.analysis.budget.target import TARGET_DIR, TargetAnswer, measure_target, target_to_dict
-from labelsim.analysis.by_cluster import SAVED_BUDGET, cluster_context, simulate_refusal
+from labelsim.analysis.by_cluster import (
+    GROUPING,
+    SAVED_BUDGET,
+    cluster_context,
+    cluster_groupings,
+    measured_by_cluster,
+    simulate_refusal,
+)
 from labelsim.analysis.saved_budget import SAVED_NAME
 from labelsim.analysis.units import CLASS, CLUSTER
 from labelsim.config import ConfigError, RunConfig
@@ -239,7 +246,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if args.repeats is not None and args.repeats < 1:
         raise BudgetError("--repeats must be at least 1")
     if args.by == CLUSTER:
-        for flag, given in (("--simulate", args.simulate), ("--design", args.design is not None)):
+        refused = (("--design", args.design is not None), ("--rounds", args.rounds is not None),
+                   ("--simulate --target", args.simulate and args.target is not None))
+        for flag, given in refused:
             if given:
                 raise BudgetError(simulate_refusal(flag))
     if args.simulate and args.target is not None and args.repeats is not None and args.repeats < 2:
@@ -287,15 +296,21 @@ def build_problem(args: argparse.Namespace, context: RunContext, tiers: Sequence
 
 
 def simulate(result: BudgetResult, context: RunContext, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Train the distinct plans as one grid and return measured-vs-predicted rows."""
+    """Train the distinct plans as one grid and return measured-vs-predicted rows (per cluster with
+    --by cluster: each plan's labels and noise per cluster of the run's clusters)."""
     from labelsim.sim.runner import run_grid  # training needs jax: imported for --simulate only
 
-    sim = prepare_simulation(result, context, out=args.simulate_out, repeats=args.repeats, resume=args.resume)
+    by_cluster = args.by == CLUSTER
+    sim = prepare_simulation(result, context, out=args.simulate_out, repeats=args.repeats, resume=args.resume,
+                             grouping=GROUPING if by_cluster else "")
+    per_cluster = {"groupings": cluster_groupings(args.run_dir)} if by_cluster else {}
     named = [(" = ".join(p.strategy for p in group), group[0]) for group in sim.plans.values()]
     print(describe_training(named, len(sim.specs), sim.out), file=sys.stderr, flush=True)
     with _folder_flag("--simulate-out"):
-        run_grid(sim.config, sim.out, resume=args.resume, replicas=sim.specs, progress=not args.json)
-    return compare_simulation(sim.out, sim.plans, context.classes)
+        run_grid(sim.config, sim.out, resume=args.resume, replicas=sim.specs, progress=not args.json,
+                 **per_cluster)
+    measured = measured_by_cluster(sim.out, args.run_dir) if by_cluster else None
+    return compare_simulation(sim.out, sim.plans, context.classes, measured)
 
 
 def train_design(problem: BudgetProblem, context: RunContext, args: argparse.Namespace) -> str:

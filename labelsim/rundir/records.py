@@ -35,6 +35,9 @@ class Replica:
     class_noise: tuple[float, ...] | None = None
     label: str = ""
     lr_scale: float = 1.0
+    grouping: str = ""
+    group_sizes: tuple[int, ...] | None = None
+    group_noise: tuple[float, ...] | None = None
 
     @classmethod
     def from_spec(cls, spec: ReplicaSpec, **results: Any) -> Replica:
@@ -59,8 +62,8 @@ class Replica:
 
     @property
     def is_custom(self) -> bool:
-        """True for per-class experiments (class sizes or class noise given, or 'custom')."""
-        return self.experiment == "custom" or self.class_sizes is not None or self.class_noise is not None
+        """True for per-class or per-group experiments (their sizes or noise given, or 'custom')."""
+        return self.experiment == "custom" or bool(self.spec.per_group)
 
     def to_csv(self) -> dict[str, Any]:
         """The CSV row."""
@@ -74,7 +77,9 @@ class Replica:
             "seconds": f"{self.seconds:.3f}",
             "class_sizes": "" if self.class_sizes is None else ";".join(map(str, self.class_sizes)),
             "class_noise": "" if self.class_noise is None else ";".join(f"{r:.6g}" for r in self.class_noise),
-            "label": self.label, "lr_scale": f"{self.lr_scale:.6g}",
+            "label": self.label, "lr_scale": f"{self.lr_scale:.6g}", "grouping": self.grouping,
+            "group_sizes": "" if self.group_sizes is None else ";".join(map(str, self.group_sizes)),
+            "group_noise": "" if self.group_noise is None else ";".join(f"{r:.6g}" for r in self.group_noise),
         }  # fmt: skip
 
     @classmethod
@@ -100,6 +105,9 @@ class Replica:
             class_noise=tuple(float(v) for v in text("class_noise").split(";")) if text("class_noise") else None,
             label=text("label"),
             lr_scale=float(text("lr_scale") or 1.0),
+            grouping=text("grouping"),
+            group_sizes=tuple(int(float(v)) for v in text("group_sizes").split(";")) if text("group_sizes") else None,
+            group_noise=tuple(float(v) for v in text("group_noise").split(";")) if text("group_noise") else None,
         )
 
 
@@ -113,11 +121,13 @@ def _float(text: str) -> float:
 
 def specs_match(a: ReplicaSpec, b: ReplicaSpec) -> bool:
     """Same grid point (the CSV round trip rounds rates to 6 significant digits)."""
-    ident = lambda s: (s.replica, s.experiment, s.repeat, s.noise_model, s.train_size, s.model, s.class_sizes, s.label, s.lr_scale)  # noqa: E731
+    ident = lambda s: (s.replica, s.experiment, s.repeat, s.noise_model, s.train_size, s.model,  # noqa: E731
+                       s.class_sizes, s.label, s.lr_scale, s.grouping, s.group_sizes)
     return (
         ident(a) == ident(b)
         and abs(a.noise_rate - b.noise_rate) < 1e-6
         and _close(a.class_noise, b.class_noise)
+        and _close(a.group_noise, b.group_noise)
     )
 
 

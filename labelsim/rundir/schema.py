@@ -22,7 +22,7 @@ NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.
 COLUMNS = (
     "replica", "experiment", "model", "noise_model", "noise_rate", "train_size", "repeat",
     "realized_noise", "accuracy", "status", "steps", "total_steps", "diverged_step", "seconds",
-    "class_sizes", "class_noise", "label", "lr_scale",
+    "class_sizes", "class_noise", "label", "lr_scale", "grouping", "group_sizes", "group_noise",
 )  # fmt: skip
 # Columns a table must have to be read; the others default (older runs lack some).
 REQUIRED_COLUMNS = COLUMNS[:7] + ("accuracy", "status")

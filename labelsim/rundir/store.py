@@ -127,10 +127,12 @@ def grid_point(spec: ReplicaSpec) -> tuple:
     ``labelsim.sim.grid.build_replicas``). Its experiment tag is left out: a point two experiments share
     (the clean full-size one) trains once."""
     rate = float(f"{spec.noise_rate:.6g}")
-    noisy = rate > 0 or spec.class_noise is not None
+    noisy = rate > 0 or spec.class_noise is not None or spec.group_noise is not None
     class_noise = None if spec.class_noise is None else tuple(float(f"{r:.6g}") for r in spec.class_noise)
+    group_noise = None if spec.group_noise is None else tuple(float(f"{r:.6g}") for r in spec.group_noise)
     return (spec.model, spec.noise_model if noisy else "", rate, spec.train_size, spec.class_sizes, class_noise,
-            spec.repeat, spec.label, float(f"{spec.lr_scale:.6g}"))  # fmt: skip
+            spec.repeat, spec.label, float(f"{spec.lr_scale:.6g}"), spec.grouping, spec.group_sizes,
+            group_noise)  # fmt: skip
 
 
 def grid_changes(rows: list[Replica], specs: list[ReplicaSpec]) -> tuple[list[Replica], list[ReplicaSpec]]:

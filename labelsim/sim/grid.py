@@ -103,15 +103,20 @@ def _crc(text: str) -> int:
     return zlib.crc32(text.encode()) & 0x7FFFFFFF
 
 
+# Per-group sizes and rates key their streams as per-class ones do ("classes:" + the values; the
+# grouping's name does not enter): one group per class, numbered as the classes, trains exactly as
+# the per-class replica, and the per-class keys of earlier runs are kept.
 def _size_spec(spec: ReplicaSpec) -> str:
-    if spec.class_sizes is not None:
-        return "classes:" + ",".join(map(str, spec.class_sizes))
+    sizes = spec.per_group_sizes
+    if sizes is not None:
+        return "classes:" + ",".join(map(str, sizes))
     return f"size:{spec.train_size}"
 
 
 def _noise_spec(spec: ReplicaSpec) -> str:
-    if spec.class_noise is not None:
-        return "classes:" + ",".join(f"{r:.6f}" for r in spec.class_noise)
+    rates = spec.per_group_noise
+    if rates is not None:
+        return "classes:" + ",".join(f"{r:.6f}" for r in rates)
     return f"{spec.noise_model}:{spec.noise_rate:.6f}"
 
 

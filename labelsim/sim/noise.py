@@ -4,7 +4,7 @@ Every protocol is exact in its counts: it corrupts ``round(rate * n)`` records (
 where the protocol is per class, with largest-remainder rounding for a transition matrix),
 never a Bernoulli draw per record. See ``NOISE_MODELS`` for the names ``corrupt`` accepts.
 
-About 490 lines, on purpose: the protocols share their exact-count helpers (largest
+About 530 lines, on purpose: the protocols share their exact-count helpers (largest
 remainder, move counts, per-class choice) and one dispatch table, and read best side by side.
 """
 
@@ -104,14 +104,23 @@ def per_class_symmetric(
     labels: np.ndarray, class_rates: np.ndarray, rng: np.random.Generator, num_classes: int
 ) -> np.ndarray:
     """Each class k has round(class_rates[k] * n_k) of its records moved to a different class,
-    chosen uniformly among the other classes."""
+    chosen uniformly among the other classes: ``per_group_symmetric`` grouped by label."""
+    return per_group_symmetric(labels, labels, class_rates, rng, num_classes)
+
+
+def per_group_symmetric(
+    labels: np.ndarray, groups: np.ndarray, group_rates: np.ndarray, rng: np.random.Generator, num_classes: int
+) -> np.ndarray:
+    """Each group g (``groups``: a group id per record) has round(group_rates[g] * n_g) of its
+    records moved to a different class, chosen uniformly among the other classes; records of other
+    groups keep their labels."""
     noisy = labels.copy()
-    for k, rate in enumerate(class_rates):
-        members = np.flatnonzero(labels == k)
+    for g, rate in enumerate(group_rates):
+        members = np.flatnonzero(groups == g)
         count = int(round(float(rate) * len(members)))
         chosen = rng.choice(members, size=count, replace=False)
         offset = rng.integers(1, num_classes, size=count)  # never 0: always another class
-        noisy[chosen] = (k + offset) % num_classes
+        noisy[chosen] = (labels[chosen] + offset) % num_classes
     return noisy
 
 
@@ -458,10 +467,14 @@ def corrupt(
     class_rates: np.ndarray | None = None,
     matrix: np.ndarray | None = None,
     human: np.ndarray | Mapping[str, np.ndarray] | None = None,
+    groups: np.ndarray | None = None,
+    group_rates: np.ndarray | None = None,
 ) -> np.ndarray:
     """Noisy copy of ``labels`` (the training subset's clean labels) under one protocol.
 
-    ``class_rates``, when given, replaces ``rate`` with one rate per class. ``matrix`` is the
+    ``class_rates``, when given, replaces ``rate`` with one rate per class. ``group_rates`` with
+    ``groups`` (a group id 0..G-1 per record) replaces it with one rate per group of any grouping,
+    for the ``shuffle`` and ``symmetric`` models (both then the per-group symmetric protocol). ``matrix`` is the
     (C, C) transition matrix of the ``matrix`` model. ``human`` is, for the human models, the
     human labels aligned with ``labels``: the replayed set's array, or a mapping of set name ->
     array or a structured array with a field per set (``human_labels.human_label_arrays``
@@ -470,6 +483,8 @@ def corrupt(
     """
     validate_noise_model(noise_model)
     labels = _check_labels(labels, num_classes)
+    if group_rates is not None:
+        return _per_group(noise_model, labels, rng, num_classes, groups, group_rates)
     # The one check of rates on the library's side (a run's config is checked before it
     # starts, by labelsim.sim.validate); the protocols below take them as given.
     if class_rates is not None:
@@ -478,6 +493,25 @@ def corrupt(
         rate = check_rate(rate)
     inputs = NoiseInputs(noise_model, labels, rate, rng, num_classes, class_rates, matrix, human)
     return _CORRUPTORS[noise_model](inputs)
+
+
+def _per_group(
+    noise_model: str, labels: np.ndarray, rng: np.random.Generator, num_classes: int,
+    groups: np.ndarray | None, group_rates: np.ndarray,
+) -> np.ndarray:
+    """``corrupt`` with one rate per group: checked, then the per-group symmetric protocol."""
+    if noise_model not in ("shuffle", "symmetric"):
+        raise ConfigError(f"per-group noise rates work with the shuffle or symmetric noise model, not "
+                          f"{noise_model!r}; use per-class rates (class_rates) with {noise_model!r}")
+    group_rates = np.asarray(group_rates, np.float64)
+    if groups is None or np.shape(groups) != labels.shape:
+        raise ConfigError("per-group noise rates need groups=, one group id per label")
+    groups = np.asarray(groups)
+    if group_rates.ndim != 1 or (len(groups) and not 0 <= groups.min() <= groups.max() < len(group_rates)):
+        raise ConfigError(f"group ids must lie in 0..{len(group_rates) - 1}: give one rate per group")
+    for value in group_rates:
+        check_rate(float(value), "per-group noise rate")
+    return per_group_symmetric(labels, groups, group_rates, rng, num_classes)
 
 
 def realized_noise(clean: np.ndarray, noisy: np.ndarray) -> float:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import flax
 import jax
@@ -43,7 +43,7 @@ from labelsim.sim.checkpoint import read_checkpoint, write_checkpoint
 from labelsim.sim.data import Dataset, load_dataset
 from labelsim.sim.fingerprint import INPUTS_KEY, check_inputs, input_fingerprints
 from labelsim.sim.human_labels import human_label_arrays
-from labelsim.sim.prepare import prepare_replica
+from labelsim.sim.prepare import grouping_inputs, prepare_replica
 from labelsim.sim.slots import MAX_DEFAULT_SLOTS, ModelProgram, SlotTrainer, choose_run_slots, useful_slots
 from labelsim.sim.validate import (
     check_room,
@@ -328,9 +328,11 @@ def plan_grid(
     resume: bool = False,
     replicas: list[ReplicaSpec] | None = None,
     dataset: Dataset | None = None,
+    groupings: Mapping[str, np.ndarray] | None = None,
 ) -> GridPlan:
     """Check the config, the output folder and every replica against the data, and build the replica
-    table; writes nothing (``--dry-run`` stops here)."""
+    table; writes nothing (``--dry-run`` stops here). ``groupings``: per-record group ids of the training
+    set by name, for replicas with per-group sizes or noise (``ReplicaSpec.grouping``)."""
     out = distributed.private_run_dir(out, resume)  # process 0 writes OUT; others a private copy
     validate_config(config)
     validate_output(out, resume)
@@ -347,7 +349,7 @@ def plan_grid(
     params = max(replica_parameters(config, p, dataset) for p in programs.values())
     checkpoint = slots * 4 * 4 * params  # params, two moments' worth, stats
     check_room(out, estimate_result_bytes(len(specs), dataset.num_classes, checkpoint))
-    extra = noise_kwargs(config)
+    extra = noise_kwargs(config) | grouping_inputs(groupings)
     check_noise_inputs(config, specs, dataset, extra)
     return GridPlan(out, dataset, specs, programs, extra)
 
@@ -382,10 +384,11 @@ def run_grid(
     progress: bool = True,
     dataset: Dataset | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    groupings: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
     """Train every replica of the grid (or the given custom replicas) and write the run directory. A grid
-    (no custom replicas) first prints what it will train."""
-    plan = plan_grid(config, out, resume=resume, replicas=replicas, dataset=dataset)
+    (no custom replicas) first prints what it will train. ``groupings`` as for ``plan_grid``."""
+    plan = plan_grid(config, out, resume=resume, replicas=replicas, dataset=dataset, groupings=groupings)
     if replicas is None and distributed.is_writer():
         print(describe_plan(config, plan), flush=True)
     # Everything is checked: only now is the folder claimed (and created), and written.

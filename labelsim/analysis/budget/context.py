@@ -33,17 +33,24 @@ class RunContext:
 def load_context(run_dir: Path) -> RunContext:
     """Fit the run's curves and read its images per class."""
     run = load_run(run_dir)
+    return fitted_context(run, run.classes, training_class_counts(run))
+
+
+def fitted_context(run: Any, names: Sequence[str], available: Sequence[int], units: Any = None) -> RunContext:
+    """The budget context of a run's units (its classes, or ``units`` such as its clusters): each
+    unit's fitted curve with the noise axis read as a fraction of wrong labels, and the images
+    ``available`` to label per unit."""
     try:
-        fits = fit_run(run)
+        fits = fit_run(run, units=units)
     except FitError as exc:
-        raise BudgetError(f"cannot fit {run_dir}: {exc}") from None
+        raise BudgetError(f"cannot fit {run.path}: {exc}") from None
     rates = [r.noise_rate for r in run.finished() if not r.is_custom]
     scale = wrong_label_scale(run)
     curves = tuple(
         dataclasses.replace(c, predict=_rescaled(c.predict, scale), draws=c.draws and _rescaled(c.draws, scale))
         for c in curves_from_fits(fits, noise_max=max(rates, default=0.0))
     )
-    return RunContext(Path(run_dir), run.classes, curves, training_class_counts(run), run.meta)
+    return RunContext(Path(run.path), tuple(names), curves, tuple(int(v) for v in available), run.meta)
 
 
 def wrong_label_scale(run: Any) -> float:

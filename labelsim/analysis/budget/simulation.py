@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -29,12 +29,14 @@ _FINISHED = "finished"
 
 @dataclass(frozen=True)
 class Simulation:
-    """A simulated run to train: its config, folder, plans (label -> plans) and replicas."""
+    """A simulated run to train: its config, folder, plans (label -> plans) and replicas (per
+    group of ``grouping`` when it is given, else per class)."""
 
     config: RunConfig
     out: Path
     plans: dict[str, list[Plan]]
     specs: list[ReplicaSpec]
+    grouping: str = ""
 
 
 def prepare_simulation(
@@ -44,9 +46,11 @@ def prepare_simulation(
     out: Path | None = None,
     repeats: int | None = None,
     resume: bool = False,
+    grouping: str = "",
 ) -> Simulation:
     """The run that trains the distinct plans (default: the run's repeats, in RUN_DIR/budget_sim);
-    BudgetError when the folder already holds a run that is not to be resumed."""
+    BudgetError when the folder already holds a run that is not to be resumed. With ``grouping``
+    the plans' units are that grouping's groups (e.g. clusters) instead of classes."""
     config = RunConfig.from_dict(context.meta["config"])
     repeats = repeats or config.grid.repeats
     out = out or context.path / SIMULATION_DIR
@@ -56,8 +60,8 @@ def prepare_simulation(
             "or --simulate-out NEW_FOLDER for a new one"
         )
     plans = simulation_plans(result)
-    specs = replica_specs(plans, result.problem, config.model.name, repeats)
-    return Simulation(config, out, plans, specs)
+    specs = replica_specs(plans, result.problem, config.model.name, repeats, grouping)
+    return Simulation(config, out, plans, specs, grouping)
 
 
 def describe_training(plans: Sequence[tuple[str, Plan]], replicas: int, out: Path) -> str:
@@ -81,39 +85,45 @@ def simulation_plans(result: BudgetResult) -> dict[str, list[Plan]]:
 
 
 def replica_specs(
-    plans: dict[str, list[Plan]], problem: BudgetProblem, model: str, repeats: int
+    plans: dict[str, list[Plan]], problem: BudgetProblem, model: str, repeats: int, grouping: str = ""
 ) -> list[ReplicaSpec]:
-    """One custom replica per distinct plan and repeat."""
+    """One custom replica per distinct plan and repeat (per group of ``grouping`` when given)."""
     points = [(label, group[0].labels, group[0].class_noise(problem)) for label, group in plans.items()]
-    return custom_specs(points, model, repeats)
+    return custom_specs(points, model, repeats, grouping=grouping)
 
 
 def custom_specs(
-    points: Iterable[tuple[str, Sequence[int], Sequence[float]]], model: str, repeats: int, first_repeat: int = 0
+    points: Iterable[tuple[str, Sequence[int], Sequence[float]]], model: str, repeats: int, first_repeat: int = 0,
+    grouping: str = "",
 ) -> list[ReplicaSpec]:
-    """Custom replicas, ``repeats`` per point (label, labels per class, wrong-label fraction
-    per class), numbered from ``first_repeat`` (other numbers: other seeds); the overall noise
-    rate is the label-weighted mean of the classes' rates."""
+    """Custom replicas, ``repeats`` per point (label, labels per unit, wrong-label fraction
+    per unit), numbered from ``first_repeat`` (other numbers: other seeds); the units are classes,
+    or the groups of ``grouping`` when given. The overall noise rate is the label-weighted mean of
+    the units' rates."""
     specs = []
     for label, class_sizes, class_noise in points:
         sizes = tuple(int(n) for n in class_sizes)
         noise = tuple(float(e) for e in class_noise)
         overall = float(np.dot(sizes, noise) / max(sum(sizes), 1))
+        per_unit = (dict(grouping=grouping, group_sizes=sizes, group_noise=noise) if grouping
+                    else dict(class_sizes=sizes, class_noise=noise))
         for repeat in range(first_repeat, first_repeat + repeats):
             specs.append(ReplicaSpec(
                 replica=len(specs), experiment="custom", repeat=repeat, noise_model="shuffle",
-                noise_rate=overall, train_size=sum(sizes), model=model,
-                class_sizes=sizes, class_noise=noise, label=label,
+                noise_rate=overall, train_size=sum(sizes), model=model, label=label, **per_unit,
             ))  # fmt: skip
     return specs
 
 
 def compare_simulation(
-    sim_dir: Path, plans: dict[str, list[Plan]], classes: Sequence[str]
+    sim_dir: Path, plans: dict[str, list[Plan]], classes: Sequence[str],
+    measured: Mapping[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """Measured-vs-predicted rows of a simulated run directory; identical plans are one plan,
-    shown once under all their names ("all crowd = equal per class, crowd")."""
-    measured = read_measured(sim_dir)
+    shown once under all their names ("all crowd = equal per class, crowd"). ``measured``: each
+    label's per-unit accuracy (replicas, units) when the units are not the classes (default: per
+    class, ``read_measured``)."""
+    measured = read_measured(sim_dir) if measured is None else measured
     by_strategy: dict[str, np.ndarray] = {}
     merged, names = [], {}
     for label, group in plans.items():

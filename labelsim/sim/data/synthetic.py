@@ -1,5 +1,8 @@
 """Embedded synthetic images: per-class templates with shifts, flips, clutter and noise.
 
+``make_synthetic_subclasses`` gives each class built-in sub-classes of different difficulty, with
+every record's sub-class id, to check per-cluster analyses against a known truth.
+
 Needs nothing beyond numpy; the same arguments give bit-identical arrays.
 """
 
@@ -42,6 +45,14 @@ _BASE_SPREAD = 0.05  # class base colours lie in 0.5 +- this (per channel)
 _WAVE_AMPLITUDE = (0.10, 0.20)  # range of a template wave's colour amplitude
 _CONTRAST = (0.6, 1.4)  # per-image template contrast range
 _BRIGHTNESS = 0.15  # per-image brightness offset range, +-
+# Sub-classes (make_synthetic_subclasses): each class has 2-4; sub-class j of m borrows
+# _SUB_BORROW * j / (m - 1) of another class's look and has clutter scaled by
+# _SUB_CLUTTER[0] .. _SUB_CLUTTER[1] (easiest to hardest), plus its own signature waves.
+_SUB_COUNTS = (2, 4)  # fewest and most sub-classes per class
+_SUB_BORROW = 0.45
+_SUB_CLUTTER = (0.7, 1.3)
+_SUB_WAVES = 2  # signature sinusoids per sub-class
+_SUB_AMPLITUDE = 0.14  # colour amplitude of a signature wave
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,99 @@ def make_synthetic(
     x_train, y_train = _render_split(templates, num_train, size, np.random.default_rng([seed, 0]))
     x_test, y_test = _render_split(templates, num_test, size, np.random.default_rng([seed, 1]))
     return Dataset("synthetic", x_train, y_train, x_test, y_test, _class_names(num_classes))
+
+
+@dataclass(frozen=True)
+class SubclassData:
+    """Synthetic images with built-in sub-classes: the dataset, every record's sub-class id, and
+    each sub-class's class, the class it leans towards and how much (its difficulty)."""
+
+    dataset: Dataset
+    train_subclass: np.ndarray  # (n_train,) int32, 0..S-1
+    test_subclass: np.ndarray  # (n_test,) int32
+    class_of: np.ndarray  # (S,) int32
+    confuser: np.ndarray  # (S,) int32: the other class a sub-class borrows from
+    borrow: np.ndarray  # (S,) float: the share of the other class's look (0: none)
+    clutter: np.ndarray  # (S,) float: clutter amplitude
+
+
+def make_synthetic_subclasses(
+    num_train: int, num_test: int, size: int, seed: int, num_classes: int = 10
+) -> SubclassData:
+    """Synthetic images whose classes hold 2-4 sub-classes each, of increasing difficulty: sub-class j
+    of m borrows ``_SUB_BORROW * j / (m - 1)`` of another class's look and has more clutter, and each
+    has its own signature waves. Classes are balanced, sub-classes within a class about equal; the
+    sub-class structure is fixed by the world seed and the images by ``seed``."""
+    _check_synthetic_args(num_train, num_test, size, num_classes)
+    units = _subclass_templates(num_classes)
+    t, class_of = units[0], units[1]
+    splits = []
+    for stream, n in ((0, num_train), (1, num_test)):
+        rng = np.random.default_rng([seed, 2, stream])
+        labels = _balanced_labels(n, num_classes, rng)
+        sub = _subclass_ids(labels, class_of, rng)
+        images = np.empty((n, size, size, 3), np.uint8)
+        for start in range(0, n, _CHUNK):
+            stop = min(n, start + _CHUNK)
+            images[start:stop] = _render(t, sub[start:stop], size, rng)
+        splits.append((images, labels, sub))
+    (x_train, y_train, s_train), (x_test, y_test, s_test) = splits
+    dataset = Dataset("synthetic-sub", x_train, y_train, x_test, y_test, _class_names(num_classes))
+    return SubclassData(dataset, s_train, s_test, *units[1:])
+
+
+def _subclass_ids(labels: np.ndarray, class_of: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A sub-class of its class for every record, counts within a class equal up to one."""
+    sub = np.empty(len(labels), np.int32)
+    for k in np.unique(labels):
+        members = np.flatnonzero(labels == k)
+        options = np.flatnonzero(class_of == k)
+        sub[members] = options[rng.permutation(np.arange(len(members)) % len(options))]
+    return sub
+
+
+def _subclass_templates(num_classes: int) -> tuple[_Templates, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Templates of every sub-class (a class's mixed look leaning towards a confuser class, plus
+    signature waves), and per sub-class: its class, confuser, borrowed share and clutter."""
+    base, freq, phase, colour = _own_templates(num_classes)
+    mix = _borrow_matrix(num_classes)
+    world = np.random.default_rng([_WORLD_SEED, 99])
+    counts = world.integers(_SUB_COUNTS[0], _SUB_COUNTS[1] + 1, num_classes)
+    rows, class_of, confuser, borrow, clutter, signatures = [], [], [], [], [], []
+    for k, m in enumerate(counts.tolist()):
+        others = world.permutation(np.delete(np.arange(num_classes), k))
+        for j in range(m):
+            share = _SUB_BORROW * j / (m - 1)
+            row = (1.0 - share) * mix[k]
+            row[others[j % len(others)]] += share
+            rows.append(row)
+            class_of.append(k)
+            confuser.append(int(others[j % len(others)]))
+            borrow.append(share)
+            scale = _SUB_CLUTTER[0] + (_SUB_CLUTTER[1] - _SUB_CLUTTER[0]) * j / (m - 1)
+            clutter.append(_CLUTTER[k % len(_CLUTTER)] * scale)
+            signatures.append(_signature_waves(world))
+    rows_arr = np.array(rows)
+    out_freq, out_phase, out_colour = _mixed_waves(rows_arr, freq, phase, colour, extra=_SUB_WAVES)
+    for u, row in enumerate(rows_arr):
+        n = np.count_nonzero(row > 0) * _TEMPLATE_WAVES
+        sig_freq, sig_phase, sig_colour = signatures[u]
+        out_freq[u, n:n + _SUB_WAVES] = sig_freq
+        out_phase[u, n:n + _SUB_WAVES] = sig_phase
+        out_colour[u, n:n + _SUB_WAVES] = sig_colour
+    templates = _Templates(rows_arr @ base, out_freq, out_phase, out_colour, np.array(clutter))
+    return (templates, np.array(class_of, np.int32), np.array(confuser, np.int32), np.array(borrow),
+            np.array(clutter))
+
+
+def _signature_waves(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sub-class's own sinusoids: frequencies, phases and colours."""
+    cycles = rng.uniform(1.0, 3.0, _SUB_WAVES)
+    angle = rng.uniform(0.0, 2 * np.pi, _SUB_WAVES)
+    freq = cycles[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=-1)
+    colour = rng.normal(0.0, 1.0, (_SUB_WAVES, 3))
+    colour *= _SUB_AMPLITUDE / np.linalg.norm(colour, axis=-1, keepdims=True)
+    return freq, rng.uniform(0.0, 2 * np.pi, _SUB_WAVES), colour
 
 
 def _check_synthetic_args(num_train: int, num_test: int, size: int, num_classes: int) -> None:
@@ -127,19 +231,28 @@ def _class_templates(num_classes: int) -> _Templates:
     """Mixed templates: class k's waves are every class's waves weighted by the borrow row."""
     base, freq, phase, colour = _own_templates(num_classes)
     mix = _borrow_matrix(num_classes)
+    out_freq, out_phase, out_colour = _mixed_waves(mix, freq, phase, colour)
+    clutter = np.array([_CLUTTER[k % len(_CLUTTER)] for k in range(num_classes)])
+    return _Templates(mix @ base, out_freq, out_phase, out_colour, clutter)
+
+
+def _mixed_waves(
+    mix: np.ndarray, freq: np.ndarray, phase: np.ndarray, colour: np.ndarray, extra: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(freq, phase, colour) of each row's waves: the waves of every template the row borrows from,
+    coloured by its weight (equal wave energy per row), then ``extra`` empty slots for waves of its own."""
     sources = [np.flatnonzero(row > 0) for row in mix]
-    width = max(len(s) for s in sources) * _TEMPLATE_WAVES
-    out_freq = np.zeros((num_classes, width, 2))
-    out_phase = np.zeros((num_classes, width))
-    out_colour = np.zeros((num_classes, width, 3))
+    width = max(len(s) for s in sources) * _TEMPLATE_WAVES + extra
+    out_freq = np.zeros((len(mix), width, 2))
+    out_phase = np.zeros((len(mix), width))
+    out_colour = np.zeros((len(mix), width, 3))
     for k, src in enumerate(sources):
         n = len(src) * _TEMPLATE_WAVES
         out_freq[k, :n] = freq[src].reshape(-1, 2)
         out_phase[k, :n] = phase[src].reshape(-1)
-        weight = mix[k, src] / np.linalg.norm(mix[k, src])  # equal wave energy per class
+        weight = mix[k, src] / np.linalg.norm(mix[k, src])
         out_colour[k, :n] = (weight[:, None, None] * colour[src]).reshape(-1, 3)
-    clutter = np.array([_CLUTTER[k % len(_CLUTTER)] for k in range(num_classes)])
-    return _Templates(mix @ base, out_freq, out_phase, out_colour, clutter)
+    return out_freq, out_phase, out_colour
 
 
 def _balanced_labels(n: int, num_classes: int, rng: np.random.Generator) -> np.ndarray:
