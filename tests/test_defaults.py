@@ -188,7 +188,7 @@ def test_run_json_records_the_preset_and_the_run_prints_its_plan_first(
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("training model small_cnn, width 4; 1 epochs") and "preset demo" in printed[0]
     summary = "grid: 1 replicas (1 repeats), 256 replica-images, 4 replica-steps over 1 epochs"
-    assert printed.index(summary) < printed.index(f"done: {out}/run.json, replicas.csv, confusion.npz")
+    assert printed.index(summary) < printed.index(f"done: {out}/run.json, replicas.csv, confusion.npz, test_predictions.npy")
     meta = json.loads((out / "run.json").read_text())
     assert meta["preset"] == "demo" and "preset" not in meta["config"]
     # A bare --resume keeps the recorded preset.

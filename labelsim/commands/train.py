@@ -377,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = runner.run_grid(config, args.out, resume=args.resume, progress=not args.no_progress)
     quoted = shlex.quote(str(out))
-    print(f"done: {out}/run.json, replicas.csv, confusion.npz")
+    print(f"done: {out}/run.json, replicas.csv, confusion.npz, test_predictions.npy")
     print(f"next: python -m labelsim analyze {quoted}   |   python -m labelsim report {quoted}")
     return 0
 
