@@ -4,9 +4,7 @@ them, and the recommend command's CSV within its budget; bad inputs are one-line
 
 from __future__ import annotations
 
-import argparse
 import csv
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labelsim.__main__ import COMMANDS, add_debug_flag, run_guarded
+from labelsim.__main__ import COMMANDS
 from labelsim.analysis.records import (
     OOF_FILE,
     RECOMMEND_COLUMNS,
@@ -31,23 +29,8 @@ from labelsim.analysis.records import (
 from labelsim.rundir import RunDirError
 
 sys.path.insert(0, str(Path(__file__).parent))
+from command_line import cli, one_line_error  # noqa: E402
 from fake_run import CLASSES, write_fake_run  # noqa: E402
-
-
-def cli(command: str, argv: list[str]) -> int:
-    """Run one labelsim command as ``python -m labelsim`` would; returns its exit status."""
-    module = importlib.import_module(f"labelsim.commands.{command}")
-    parser = argparse.ArgumentParser()
-    add_debug_flag(parser)
-    module.add_arguments(parser)
-    parser.set_defaults(_module=module)
-    return run_guarded(lambda: parser.parse_args(argv))
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
-    return err
 
 
 def test_the_commands_are_registered() -> None:

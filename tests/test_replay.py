@@ -5,8 +5,6 @@ command end to end on a tiny run."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labelsim.__main__ import COMMANDS, add_debug_flag, run_guarded
+from labelsim.__main__ import COMMANDS
 from labelsim.analysis.budget import BudgetError, Tier, power_law_curve
 from labelsim.analysis.replay import (
     STRATEGIES,
@@ -29,6 +27,7 @@ from labelsim.analysis.records import label_quality, recommend
 from labelsim.present.report.sections import replay_sections
 
 sys.path.insert(0, str(Path(__file__).parent))
+from command_line import cli as run_command, one_line_error  # noqa: E402
 from fake_run import write_fake_run  # noqa: E402
 
 C, N, M = 4, 800, 200
@@ -213,18 +212,7 @@ def test_the_report_shows_each_replay_as_a_chart_and_tables(tmp_path: Path) -> N
 
 
 def cli(argv: list[str]) -> int:
-    module = importlib.import_module("labelsim.commands.replay")
-    parser = argparse.ArgumentParser()
-    add_debug_flag(parser)
-    module.add_arguments(parser)
-    parser.set_defaults(_module=module)
-    return run_guarded(lambda: parser.parse_args(argv))
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
-    return err
+    return run_command("replay", argv)
 
 
 def tiny_run(path: Path, train: int = 240) -> Path:
