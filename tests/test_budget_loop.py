@@ -130,6 +130,10 @@ def test_budget_simulate_rounds_trains_rounds_then_fresh_repeats(tmp_path, monke
     fresh = {row["label"]: row["measured"] for row in loop["fresh"]}
     simple = max((r for r in loop["rounds"] if r["simple"]), key=lambda r: r["measured"])["label"]
     assert fresh[loop["recommended"]] >= fresh[simple]
+    # the expectation printed before the fresh repeats lies within the rounds' range of the plan
+    rounds = [r["measured"] for r in loop["rounds"] if r["label"] == loop["recommended"]]
+    assert f"Expected before the fresh repeats: {100 * loop['expected']:.1f}%" in out
+    assert loop["expected_se"] >= 0 and abs(loop["expected"] - rounds[0]) < 0.2
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -246,3 +250,30 @@ def test_a_proposal_that_buys_what_a_simple_strategy_buys_is_that_simple_strateg
     assert len(same) == 1 and same[0].simple and same[0].label == copy.strategy
     assert all(m.simple for m in answer.measured)  # nothing but simple strategies was trained
     assert answer.recommended == answer.best_simple.label
+
+
+def test_the_expectation_weighs_the_rounds_and_the_model_by_their_precision() -> None:
+    p = problem()
+    result = plan_budget(p, points=2)
+    simple = [s for s in result.strategies if s.strategy != "optimized"]
+
+    def true_acc(q: BudgetProblem, counts: np.ndarray) -> np.ndarray:
+        return world(False)(q, counts) + 0.03  # every plan measures 3 points above the curves
+
+
+    def propose(q: BudgetProblem, measured: list[Measured], round_: int, error: float = 0.02) -> Proposal:
+        return dataclasses.replace(propose_optimized(q, measured, round_), error=error)
+
+    answer = closed_loop(p, simple, propose, Simulator(p, true_acc), rounds=1, repeats=3)
+    plan = next(m for m in answer.measured if m.label == answer.recommended)  # as the rounds measured it
+    assert plan.model_error == 0.02
+    rounds, predicted = plan.mean(p), plan.predicted_objective(p)
+    expected, se = answer.expected(p)
+    # between the two, nearer the rounds (replica spread 0.002 against a model error of 0.02) ...
+    assert rounds - predicted == pytest.approx(0.03, abs=4 * SPREAD)
+    assert predicted < expected < rounds and rounds - expected < 0.1 * (rounds - predicted)
+    # ... and firmer than either alone: se below the rounds' spread of the mean and the model's error
+    assert 0 < se < min(SPREAD / np.sqrt(3) * 1.5, 0.02)
+    # a model of unknown error leaves the rounds' mean as it is
+    plain = closed_loop(p, simple, propose_optimized, Simulator(p, true_acc), rounds=1, repeats=3)
+    assert plain.expected(p)[0] == pytest.approx(plan.mean(p))

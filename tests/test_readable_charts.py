@@ -277,6 +277,7 @@ def test_report_shows_the_closed_loop_recommendation(simulated: Path, tmp_path: 
            "measured_per_class": {}, "predicted": 0.8}
     saved["loop"] = {"recommended": "round 1 plan", "best_simple": "all crowd",
                      "verdict": "'round 1 plan' measured 81.0% on fresh repeats",
+                     "expected": 0.8075, "expected_se": 0.0031,
                      "rounds": [row], "fresh": [row | {"stage": "fresh", "measured": 0.812}]}
     path = tmp_path / "budget.json"
     path.write_text(json.dumps(saved))
@@ -285,6 +286,7 @@ def test_report_shows_the_closed_loop_recommendation(simulated: Path, tmp_path: 
     assert "Recommendation: round 1 plan (&#x27;round 1 plan&#x27; measured 81.0% on fresh " \
            "repeats)" in loop
     assert "fresh repeats" in loop and "round 1" in loop and "60-90" in loop
+    assert "Expected before the fresh repeats: 80.8% +- 0.3" in loop
 
 
 def test_no_simulation_no_section(analysis: Analysis, tmp_path: Path) -> None:

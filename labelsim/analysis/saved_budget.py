@@ -238,7 +238,19 @@ def loop_text(saved: SavedBudget) -> str | None:
     loop = saved.data.get("loop")
     if not loop:
         return None
-    return f"Recommendation: {loop.get('recommended')} ({loop.get('verdict')})"
+    line = f"Recommendation: {loop.get('recommended')} ({loop.get('verdict')})"
+    expected = loop_expected_text(loop)
+    return line if expected is None else f"{line}. {expected}"
+
+
+def loop_expected_text(loop: dict[str, Any]) -> str | None:
+    """What the loop expected of its recommendation before the fresh repeats; None in answers
+    saved before the loop said it."""
+    if loop.get("expected") is None:
+        return None
+    se = "" if loop.get("expected_se") is None else f" +- {100 * loop['expected_se']:.1f}"
+    return (f"Expected before the fresh repeats: {100 * loop['expected']:.1f}%{se} (the rounds' mean and the "
+            "model's prediction, each weighted by its precision)")
 
 
 def loop_rows(saved: SavedBudget) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from labelsim.analysis.budget import OPTIMIZED, BudgetProblem, BudgetResult, Plan, measure_title
 from labelsim.analysis.budget.simulation import simulation_verdict
+from labelsim.analysis.saved_budget import loop_expected_text
 
 
 def money(x: float | None) -> str:
@@ -178,6 +179,9 @@ def format_loop(loop: dict[str, Any]) -> str:
             f"cost {money(row['cost'])}  labels/class {min(labels)}-{max(labels)}"
         )
     lines.append(f"Recommendation: {loop['recommended']} ({loop['verdict']})")
+    expected = loop_expected_text(loop)
+    if expected is not None:
+        lines.append(expected)
     return "\n".join(lines)
 
 

@@ -54,6 +54,7 @@ class Proposal:
     candidates: list[Candidate]
     predict: Predictor
     model: str = "separable curves"  # what the model is, with its held-out error when known
+    error: float = math.nan  # the model's held-out mean absolute error of overall accuracy
 
 
 # (problem, observations so far, round) -> the plans the model rates best, and the model
@@ -70,6 +71,7 @@ class Measured:
     simple: bool = False
     round: int = 0
     predicted: np.ndarray | None = None  # (C,) the round's model, before training
+    model_error: float = math.nan  # that model's held-out mean absolute error of overall accuracy
 
     def predicted_objective(self, problem: BudgetProblem) -> float:
         """The objective the model predicted for the plan (nan without a prediction)."""
@@ -110,6 +112,26 @@ class LoopAnswer:
         """The recommendation's fresh mean minus the best simple strategy's, and its standard
         error (0, 0 when the simple strategy is the recommendation)."""
         return _difference(self.fresh[self.recommended], self.fresh[self.best_simple.label], problem)
+
+    def expected(self, problem: BudgetProblem) -> tuple[float, float]:
+        """What the recommendation should measure on new trainings, and its standard error,
+        from what was known before the fresh repeats: the rounds' mean of the plan and the
+        model's prediction of it, each weighted by its precision. The rounds' spread is the
+        median replica variance over every plan of the rounds (a plan's own few replicas
+        give too unsteady a spread); the model's is its held-out error (a mean absolute error,
+        so times sqrt(pi / 2) for a standard deviation). Either alone when the other is unknown."""
+        plan = self.chosen if self.recommended == self.chosen.label else self.best_simple
+        spreads = [np.var(m.objective(problem), ddof=1) for m in self.measured if len(m.acc) > 1]
+        mean = plan.mean(problem)
+        se = math.sqrt(float(np.median(spreads)) / len(plan.acc)) if spreads else math.nan
+        predicted = plan.predicted_objective(problem)
+        model_sd = plan.model_error * math.sqrt(math.pi / 2)
+        if not (math.isfinite(predicted) and model_sd > 0):
+            return mean, se
+        if not (math.isfinite(se) and se > 0):
+            return predicted, model_sd
+        w_rounds, w_model = se**-2, model_sd**-2
+        return (w_rounds * mean + w_model * predicted) / (w_rounds + w_model), (w_rounds + w_model) ** -0.5
 
     def verdict(self, problem: BudgetProblem) -> str:
         """One sentence: what is recommended and why, with the fresh measurements."""
@@ -185,7 +207,8 @@ def closed_loop(
             if label in results:
                 predicted = _predict(problem, proposal.predict, counts)
                 measured[counts.tobytes()] = Measured(
-                    label, counts, results[label], counts.tobytes() in simple_keys, round_, predicted
+                    label, counts, results[label], counts.tobytes() in simple_keys, round_, predicted,
+                    proposal.error,
                 )
     found = list(measured.values())
     simples = [m for m in found if m.simple]
@@ -250,17 +273,19 @@ def searched_proposer(
         ]
         predict: Predictor = curve_predictor(problem)
         model = f"separable curves ({len(observations)} observations: too few for a cross-class model)"
+        overall_error = math.nan
         if len(observations) >= MIN_OBSERVATIONS:
             selection = select_model(observations, confusion, predict)
             predict = selection.model
             error = selection.error_of(selection.form)
+            overall_error = error.overall
             model = (f"{selection.form} ({len(observations)} observations; held-out error per class "
                      f"{100 * error.per_class:.1f}, overall {100 * error.overall:.1f} points)")
         found = [local_search(problem, predict, start) for start in (knapsack, *starts) if _feasible(problem, start)]
         best = max(found, key=lambda r: (r.objective, -plan_cost(problem, r.counts)))
         proposals = [(f"searched, round {round_}", best.counts)]
         first = [("optimized (knapsack)", np.asarray(knapsack))] if round_ == 1 else []
-        return Proposal(first + proposals, predict, model)
+        return Proposal(first + proposals, predict, model, overall_error)
 
     return propose
 
@@ -294,8 +319,11 @@ def loop_to_dict(answer: LoopAnswer, problem: BudgetProblem, classes: Sequence[s
         }  # fmt: skip
 
     gain, se = answer.fresh_gain(problem)
+    expected, expected_se = answer.expected(problem)
     return {
         "recommended": answer.recommended,
+        "expected": expected,
+        "expected_se": _finite(expected_se),
         "best_simple": answer.best_simple.label,
         "verdict": answer.verdict(problem),
         "fresh_gain": gain,
