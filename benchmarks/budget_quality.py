@@ -128,10 +128,12 @@ def run_scenario(spec: dict[str, Any], args: argparse.Namespace, context: Any, p
     if knapsack.label == best_simple.label:  # the same purchase: one plan, scored on the same repeats
         knapsack = best_simple
     recommended = answer.fresh[answer.recommended]
-    rows = [
-        score("per-class curves", knapsack, result.plan.objective, best_simple, problem),
-        score("closed loop", recommended, recommended.predicted_objective(problem), best_simple, problem),
-    ]
+    expected, expected_se = answer.expected(problem)
+    model_alone = recommended.predicted_objective(problem)
+    loop_row = score("closed loop", recommended, expected, best_simple, problem)
+    loop_row.update(expected_se=expected_se, model_predicted=model_alone,
+                    model_abs_error=abs(model_alone - recommended.mean(problem)))  # fmt: skip
+    rows = [score("per-class curves", knapsack, result.plan.objective, best_simple, problem), loop_row]
     strategies = [
         {"strategy": m.label, "measured": m.mean(problem), "measured_se": m.stderr(problem),
          "predicted_curves": next((p.objective for p in simple if p.strategy == m.label), None),
@@ -185,7 +187,35 @@ def summary(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "rms_error_net_of_measurement_noise_points": 100 * net if net is not None else None,
             "plan_not_the_best_simple": sum(r["plan"] != s["best_simple"] for s, r in scored),
         })  # fmt: skip
+        alone = [r["model_abs_error"] for _, r in scored if r.get("model_abs_error") is not None]
+        if alone:  # the loop's expectation is its rounds and its model combined; the model alone:
+            rows[-1]["mean_abs_error_of_the_model_alone_points"] = 100 * float(np.mean(alone))
     return rows
+
+
+def search_in_rounds(scenarios: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the tiers differ most: did any plan the search reached measure above the best simple
+    strategy in the rounds? The best non-simple plan's rounds mean minus the best simple one's."""
+    gaps = [searched_against_simple(s) for s in scenarios if s["contrast"]]
+    gaps = [g for g in gaps if g is not None]
+    return {
+        "contrast_scenarios_with_a_searched_plan": len(gaps),
+        "best_searched_minus_best_simple_points": 100 * float(np.mean([g for g, _ in gaps])) if gaps else None,
+        "above_by_2_se": sum(g > 2 * se for g, se in gaps),
+        "below_by_2_se": sum(g < -2 * se for g, se in gaps),
+    }
+
+
+def searched_against_simple(scenario: dict[str, Any]) -> tuple[float, float] | None:
+    """The best non-simple plan's rounds mean minus the best simple strategy's, and its standard
+    error (None when the search proposed nothing trainable)."""
+    plans = [p for p in scenario["plans"] if p["measured_se"] is not None]
+    searched = [p for p in plans if not p["simple"]]
+    simple = [p for p in plans if p["simple"]]
+    if not searched or not simple:
+        return None
+    a, b = max(searched, key=lambda p: p["measured"]), max(simple, key=lambda p: p["measured"])
+    return a["measured"] - b["measured"], math.hypot(a["measured_se"], b["measured_se"])
 
 
 def train_design(args: argparse.Namespace, context: Any, run_grid: Any) -> list:
@@ -224,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     confusion = baseline_confusion(load_run(args.run))
     recipe = {"repeats": args.repeats, "rounds": args.rounds, "design": args.design,
               "seed": args.seed, "margin_se": MARGIN_SE, "noise_range": NOISE_RANGE,
-              "labels_per_class": LABELS_PER_CLASS}  # fmt: skip
+              "labels_per_class": LABELS_PER_CLASS,
+              "loop_prediction": "the rounds' mean and the model's prediction, weighted by precision"}  # fmt: skip
     saved = RESULTS_DIR / f"{args.name}.json"
     done: dict[int, dict] = {}
     if saved.exists():
@@ -244,11 +275,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scenario {index + 1}/{args.scenarios}: {done[index]['verdict']} "
               f"({done[index]['seconds']:.0f} s; about {eta / 60:.0f} min left)", flush=True)
         scenarios = [done[i] for i in sorted(done)]
-        save_json(args.name, {"recipe": recipe, "summary": summary(scenarios), "scenarios": scenarios})
+        save_json(args.name, {"recipe": recipe, "summary": summary(scenarios),
+                              "search_in_rounds": search_in_rounds(scenarios), "scenarios": scenarios})
     scenarios = [done[i] for i in sorted(done)]
     rows = summary(scenarios)
     print_table(rows, list(rows[0]))
-    print(f"saved {save_json(args.name, {'recipe': recipe, 'summary': rows, 'scenarios': scenarios})}")
+    evidence = search_in_rounds(scenarios)
+    print("contrast scenarios, best searched plan against the best simple strategy in the rounds:", evidence)
+    saved = save_json(args.name, {"recipe": recipe, "summary": rows, "search_in_rounds": evidence,
+                                  "scenarios": scenarios})
+    print(f"saved {saved}")
     return 0
 
 
