@@ -116,21 +116,25 @@ class LoopAnswer:
     def expected(self, problem: BudgetProblem) -> tuple[float, float]:
         """What the recommendation should measure on new trainings, and its standard error,
         from what was known before the fresh repeats: the rounds' mean of the plan and the
-        model's prediction of it, each weighted by its precision. The rounds' spread is the
-        median replica variance over every plan of the rounds (a plan's own few replicas
-        give too unsteady a spread); the model's is its held-out error (a mean absolute error,
-        so times sqrt(pi / 2) for a standard deviation). Either alone when the other is unknown."""
+        model's prediction of it, each weighted by its precision. The model's error is the
+        larger of its held-out error (a mean absolute error, so times sqrt(pi / 2) for a
+        standard deviation) and its root mean squared error on the rounds' other plans, net of
+        their measurement noise: a model that missed the plans beside this one is not trusted
+        on it. Either alone when the other is unknown."""
         plan = self.chosen if self.recommended == self.chosen.label else self.best_simple
-        spreads = [np.var(m.objective(problem), ddof=1) for m in self.measured if len(m.acc) > 1]
-        mean = plan.mean(problem)
-        se = math.sqrt(float(np.median(spreads)) / len(plan.acc)) if spreads else math.nan
+        mean, se = plan.mean(problem), plan.stderr(problem)
         predicted = plan.predicted_objective(problem)
-        model_sd = plan.model_error * math.sqrt(math.pi / 2)
-        if not (math.isfinite(predicted) and model_sd > 0):
+        misses = [(m.predicted_objective(problem) - m.mean(problem)) ** 2 - m.stderr(problem) ** 2
+                  for m in self.measured if m is not plan and math.isfinite(m.predicted_objective(problem))
+                  and math.isfinite(m.stderr(problem))]  # fmt: skip
+        model_var = (plan.model_error * math.sqrt(math.pi / 2)) ** 2 if math.isfinite(plan.model_error) else math.nan
+        if misses:
+            model_var = max(float(np.mean(misses)), model_var if math.isfinite(model_var) else 0.0)
+        if not (math.isfinite(predicted) and model_var > 0):
             return mean, se
         if not (math.isfinite(se) and se > 0):
-            return predicted, model_sd
-        w_rounds, w_model = se**-2, model_sd**-2
+            return predicted, math.sqrt(model_var)
+        w_rounds, w_model = se**-2, 1 / model_var
         return (w_rounds * mean + w_model * predicted) / (w_rounds + w_model), (w_rounds + w_model) ** -0.5
 
     def verdict(self, problem: BudgetProblem) -> str:
