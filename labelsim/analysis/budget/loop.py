@@ -123,19 +123,26 @@ class LoopAnswer:
         on it. Either alone when the other is unknown."""
         plan = self.chosen if self.recommended == self.chosen.label else self.best_simple
         mean, se = plan.mean(problem), plan.stderr(problem)
-        predicted = plan.predicted_objective(problem)
-        misses = [(m.predicted_objective(problem) - m.mean(problem)) ** 2 - m.stderr(problem) ** 2
-                  for m in self.measured if m is not plan and math.isfinite(m.predicted_objective(problem))
-                  and math.isfinite(m.stderr(problem))]  # fmt: skip
-        model_var = (plan.model_error * math.sqrt(math.pi / 2)) ** 2 if math.isfinite(plan.model_error) else math.nan
-        if misses:
-            model_var = max(float(np.mean(misses)), model_var if math.isfinite(model_var) else 0.0)
+        predicted, model_var = plan.predicted_objective(problem), self._model_variance(problem, plan)
         if not (math.isfinite(predicted) and model_var > 0):
             return mean, se
         if not (math.isfinite(se) and se > 0):
             return predicted, math.sqrt(model_var)
         w_rounds, w_model = se**-2, 1 / model_var
         return (w_rounds * mean + w_model * predicted) / (w_rounds + w_model), (w_rounds + w_model) ** -0.5
+
+    def _model_variance(self, problem: BudgetProblem, plan: Measured) -> float:
+        """The larger of the model's held-out variance and its mean squared miss on the rounds'
+        other plans net of their measurement noise (nan when neither is known)."""
+        held_out = (plan.model_error * math.sqrt(math.pi / 2)) ** 2
+        misses = []
+        for m in self.measured:
+            predicted, se = m.predicted_objective(problem), m.stderr(problem)
+            if m is not plan and math.isfinite(predicted) and math.isfinite(se):
+                misses.append((predicted - m.mean(problem)) ** 2 - se**2)
+        if not misses:
+            return held_out
+        return max(float(np.mean(misses)), held_out if math.isfinite(held_out) else 0.0)
 
     def verdict(self, problem: BudgetProblem) -> str:
         """One sentence: what is recommended and why, with the fresh measurements."""
