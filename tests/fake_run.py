@@ -18,6 +18,7 @@ the confusion profile for humans).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -192,6 +193,18 @@ def write_fake_run(
     store.rows, store.counts, store.transitions = rows, counts, transitions
     store.flush()
     return truth
+
+
+def trainable_fake_run(path: Path, train: int, sizes: tuple[int, ...]) -> Path:
+    """A fake run whose config trains tiny replicas quickly (synthetic data of ``train`` images,
+    width 4, one epoch): for commands that train beside the fake run's results."""
+    write_fake_run(path, full_size=train, sizes=sizes)
+    meta = json.loads((path / "run.json").read_text())
+    meta["config"]["data"].update(synthetic_train=train, synthetic_test=50, synthetic_size=8)
+    meta["config"]["model"]["width"] = 4
+    meta["config"]["recipe"].update(epochs=1, batch_size=32)
+    (path / "run.json").write_text(json.dumps(meta))
+    return path
 
 
 def _confusion(p: np.ndarray, profile: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:

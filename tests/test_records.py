@@ -30,7 +30,7 @@ from labelsim.rundir import RunDirError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from command_line import cli, one_line_error  # noqa: E402
-from fake_run import CLASSES, write_fake_run  # noqa: E402
+from fake_run import CLASSES, trainable_fake_run, write_fake_run  # noqa: E402
 
 
 def test_the_commands_are_registered() -> None:
@@ -78,13 +78,7 @@ def test_every_labeled_record_is_held_out_once_and_predicted_by_the_replica_that
 
 def tiny_run(path: Path, train: int = 240) -> Path:
     """A run folder whose config trains tiny replicas quickly (the fake run's results are unused)."""
-    write_fake_run(path, full_size=train, sizes=(train // 2,))
-    meta = json.loads((path / "run.json").read_text())
-    meta["config"]["data"].update(synthetic_train=train, synthetic_test=50, synthetic_size=8)
-    meta["config"]["model"]["width"] = 4
-    meta["config"]["recipe"].update(epochs=1, batch_size=32)
-    (path / "run.json").write_text(json.dumps(meta))
-    return path
+    return trainable_fake_run(path, train, (train // 2,))
 
 
 def test_oof_round_trips_and_a_killed_command_resumes_at_the_first_unfinished_repeat(

@@ -28,7 +28,7 @@ from labelsim.present.report.sections import replay_sections
 
 sys.path.insert(0, str(Path(__file__).parent))
 from command_line import cli as run_command, one_line_error  # noqa: E402
-from fake_run import write_fake_run  # noqa: E402
+from fake_run import trainable_fake_run, write_fake_run  # noqa: E402
 
 C, N, M = 4, 800, 200
 TIERS = (Tier("crowd", 0.01, 0.3), Tier("expert", 0.05, 0.0))
@@ -217,13 +217,7 @@ def cli(argv: list[str]) -> int:
 
 def tiny_run(path: Path, train: int = 240) -> Path:
     """A run folder whose config trains tiny replicas quickly (its fitted curves are the fake run's)."""
-    write_fake_run(path, full_size=train, sizes=(train // 4, train // 2))
-    meta = json.loads((path / "run.json").read_text())
-    meta["config"]["data"].update(synthetic_train=train, synthetic_test=50, synthetic_size=8)
-    meta["config"]["model"]["width"] = 4
-    meta["config"]["recipe"].update(epochs=1, batch_size=32)
-    (path / "run.json").write_text(json.dumps(meta))
-    return path
+    return trainable_fake_run(path, train, (train // 4, train // 2))
 
 
 def test_the_command_bad_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
