@@ -130,7 +130,8 @@ def run_scenario(spec: dict[str, Any], args: argparse.Namespace, context: Any, p
     config = dataclasses.replace(config, grid=dataclasses.replace(config.grid, seed=SEED_BASE + spec["index"]))
     train = grid_trainer(problem, config, args.work / f"scenario_{spec['index']:02d}", run_grid, progress=False)
     propose = searched_proposer(result.plan.counts, [p.counts for p in simple], confusion, prior)
-    answer: LoopAnswer = closed_loop(problem, simple, propose, train, rounds=args.rounds, repeats=args.repeats)
+    answer: LoopAnswer = closed_loop(problem, simple, propose, train, rounds=args.rounds, repeats=args.repeats,
+                                     fresh_repeats=args.fresh_repeats)
     by_counts = {m.counts.tobytes(): m for m in answer.measured}
     knapsack = by_counts[np.asarray(result.plan.counts, dtype=np.int64).tobytes()]
     best_simple = answer.fresh[answer.best_simple.label]
@@ -244,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/budget_quality"), help="where the runs go")
     parser.add_argument("--scenarios", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=4, help="repeats per plan, in the rounds and fresh")
+    parser.add_argument("--fresh-repeats", type=int, default=None,
+                        help="fresh repeats of the recommendation and the best simple strategy (default --repeats; "
+                             "more firm up the measurement the errors are scored against; a rerun with more "
+                             "trains only the missing ones)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--design", type=int, default=48, help="points of the shared design")
     parser.add_argument("--seed", type=int, default=0)
@@ -261,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     context = load_context(args.run)
     prior = train_design(args, context, run_grid)
     confusion = baseline_confusion(load_run(args.run))
-    recipe = {"repeats": args.repeats, "rounds": args.rounds, "design": args.design,
+    args.fresh_repeats = args.fresh_repeats or args.repeats
+    recipe = {"repeats": args.repeats, "fresh_repeats": args.fresh_repeats, "rounds": args.rounds, "design": args.design,
               "seed": args.seed, "margin_se": MARGIN_SE, "noise_range": NOISE_RANGE,
               "labels_per_class": LABELS_PER_CLASS,
               "loop_prediction": "the rounds' mean and the model's prediction, weighted by precision",

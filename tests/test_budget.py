@@ -690,7 +690,7 @@ def test_simulate_wiring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
     monkeypatch.setattr(command, "load_context", lambda path: ctx)
     calls = []
 
-    def fake_run_grid(config, out, *, resume=False, replicas=None, progress=True):
+    def fake_run_grid(config, out, *, resume=False, replicas=None, progress=True, grow=False):
         calls.append((config, Path(out), resume, replicas))
         truth = {}
         for s in replicas:

@@ -31,6 +31,7 @@ from labelsim.analysis.budget import (
 from labelsim.commands import budget as command
 from labelsim.config import ReplicaSpec, RunConfig
 from labelsim.rundir import RunStore
+from labelsim.rundir.store import grid_point
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_run import CLASSES, write_fake_run  # noqa: E402
@@ -74,11 +75,18 @@ class FakeTrainer:
         self.limit = limit
 
     def __call__(self, config: RunConfig, out: Path, *, resume: bool = False,
-                 replicas: list[ReplicaSpec] | None = None, progress: bool = True) -> Path:  # fmt: skip
+                 replicas: list[ReplicaSpec] | None = None, progress: bool = True, grow: bool = False) -> Path:  # fmt: skip
         assert isinstance(config, RunConfig) and replicas
         self.calls.append((Path(out), resume, replicas))
         meta = {"classes": list(CLASSES), "config": config.to_dict(), "status": "running"}
         store = RunStore.open(out) if resume else RunStore.create(out, meta, replicas, len(CLASSES))
+        if resume:
+            stored = {grid_point(row.spec) for row in store.rows}
+            new = [spec for spec in replicas if grid_point(spec) not in stored]
+            assert grow or not new, "the runner refuses a different replica table without grow"
+            if new:
+                store.append(new)
+            replicas = [row.spec for row in store.rows]
         pending = store.pending()
         for i in pending[: self.limit]:
             right = np.rint(true_accuracy(replicas[i]) * TEST_PER_CLASS).astype(np.int64)

@@ -103,6 +103,24 @@ def test_bad_loop_arguments_are_clear_errors(rounds: int, repeats: int, message:
         closed_loop(p, [], propose_optimized, Simulator(p, world(False)), rounds=rounds, repeats=repeats)
 
 
+def test_fresh_repeats_are_their_own_number_numbered_after_the_rounds() -> None:
+    p = problem()
+    sim = Simulator(p, world(True))
+    calls = []
+
+    def train(candidates, repeats, first, name):
+        calls.append((repeats, first, name))
+        return sim(candidates, repeats, first, name)
+
+    simple = [q for q in plan_budget(p, points=2).strategies if q.strategy != "optimized"]
+    answer = closed_loop(p, simple, propose_optimized, train, rounds=1, repeats=2, fresh_repeats=5)
+    assert calls[0] == (2, 0, "round_1") and calls[-1] == (5, 2, "fresh")
+    assert all(len(m.acc) == 2 for m in answer.measured)
+    assert all(len(m.acc) == 5 for m in answer.fresh.values())
+    with pytest.raises(BudgetError, match="--fresh-repeats 1"):
+        closed_loop(p, simple, propose_optimized, sim, rounds=1, repeats=2, fresh_repeats=1)
+
+
 # ------------------------------------------------------------------ the command
 
 
@@ -136,8 +154,47 @@ def test_budget_simulate_rounds_trains_rounds_then_fresh_repeats(tmp_path, monke
     assert loop["expected_se"] >= 0 and abs(loop["expected"] - rounds[0]) < 0.2
 
 
+def test_more_fresh_repeats_asked_again_train_only_the_missing_ones(tmp_path, monkeypatch, capsys) -> None:
+    import json
+    import sys
+    import types
+
+    from fake_run import write_fake_run
+    from test_budget_design import FakeTrainer, run_command
+
+    from labelsim.rundir import load_run
+
+    run = tmp_path / "run"
+    write_fake_run(run, repeats=2)
+    fake = FakeTrainer()
+    monkeypatch.setitem(sys.modules, "labelsim.sim.runner", types.SimpleNamespace(run_grid=fake))
+    argv = [str(run), "--budget", "40", "--tier", "crowd:0.01:0.20", "--tier", "expert:0.05:0.02",
+            "--simulate", "--rounds", "1", "--repeats", "2"]  # fmt: skip
+
+    def fresh_replicas() -> dict[str, int]:
+        loop = json.loads((run / "analysis" / "budget.json").read_text())["loop"]
+        return {row["label"]: row["replicas"] for row in loop["fresh"]}
+
+    assert run_command([*argv, "--fresh-repeats", "3"]) == 0
+    assert {spec.repeat for spec in fake.calls[-1][2]} == {2, 3, 4}
+    assert set(fresh_replicas().values()) == {3}
+    stored = load_run(run / "budget_loop" / "fresh")
+    assert run_command([*argv, "--fresh-repeats", "5"]) == 0
+    grown = load_run(run / "budget_loop" / "fresh")
+    assert set(fresh_replicas().values()) == {5}
+    assert grown.replicas[: len(stored.replicas)] == stored.replicas  # the first three kept as they were
+    np.testing.assert_array_equal(grown.counts[: len(stored.replicas)], stored.counts)
+    assert {r.repeat for r in grown.replicas} == {2, 3, 4, 5, 6}
+    # asked for fewer than it holds, the loop still reads every stored fresh repeat
+    assert run_command([*argv, "--fresh-repeats", "2"]) == 0
+    assert set(fresh_replicas().values()) == {5}
+    assert "Expected before the fresh repeats" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--rounds", "1"], "--rounds needs --simulate"),
+    (["--simulate", "--rounds", "1", "--fresh-repeats", "1"], "--fresh-repeats 1"),
+    (["--simulate", "--fresh-repeats", "4"], "--fresh-repeats needs --simulate --rounds"),
     (["--simulate", "--rounds", "0"], "--rounds 0"),
     (["--simulate", "--rounds", "1", "--repeats", "1"], "--repeats 1"),
 ])  # fmt: skip
@@ -222,7 +279,7 @@ def test_the_grid_trainer_leaves_out_plans_smaller_than_one_batch(tmp_path) -> N
     config = RunConfig()
     calls = []
 
-    def run_grid(config, out, *, resume, replicas, progress):
+    def run_grid(config, out, *, resume, replicas, progress, grow):
         calls.append(replicas)
         raise SystemExit  # the specs are all this test needs
 

@@ -284,3 +284,30 @@ def test_a_stopped_extension_resumes_to_the_uninterrupted_result(
     assert ours[0] == theirs[0]
     np.testing.assert_array_equal(ours[1], theirs[1])
     np.testing.assert_array_equal(ours[2], theirs[2])
+
+
+def test_custom_replicas_grow_by_more_repeats_only_when_asked(tmp_path: Path, started: list[int]) -> None:
+    """More repeats of the same custom plans (a loop's fresh repeats asked for again with more) train only
+    the new repeats with grow=True, keeping the stored replicas byte for byte; without it they are refused."""
+    from labelsim.analysis.budget.simulation import custom_specs
+
+    config = run_grid.resolve_config(run_grid.build_parser().parse_args([*BASE, *SMALL, "--out", "unused"]))
+    dataset = load_dataset(config.data)
+    classes = int(dataset.num_classes)
+    plans = [("a", [8] * classes, [0.0] * classes), ("b", [6] * classes, [0.25] * classes)]
+    out = tmp_path / "fresh"
+    runner.run_grid(config, out, replicas=custom_specs(plans, config.model.name, 2, first_repeat=2),
+                    progress=False, dataset=dataset)  # fmt: skip
+    before = results(out)
+    more = custom_specs(plans, config.model.name, 3, first_repeat=2)  # repeats 2, 3 stored; 4 new
+    with pytest.raises(RunDirError, match="different replica table"):
+        runner.run_grid(config, out, resume=True, replicas=more, progress=False, dataset=dataset)
+    started.clear()
+    runner.run_grid(config, out, resume=True, replicas=more, progress=False, dataset=dataset, grow=True)
+    rows, counts, _ = results(out)
+    assert len(started) == 2 and sorted(started) == [4, 5]  # the two new repeats, appended after the four
+    assert rows[:4] == before[0]
+    np.testing.assert_array_equal(counts[:4], before[1])
+    assert sorted((row["label"], int(row["repeat"])) for row in rows) == sorted(
+        (label, repeat) for label in "ab" for repeat in (2, 3, 4))
+    assert all(row["status"] == "finished" for row in rows)

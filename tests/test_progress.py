@@ -87,7 +87,7 @@ def stop_at_training(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
     calls: list[tuple[str, list]] = []
 
     def run_grid_stub(config: object, out: Path, *, resume: bool = False, replicas: list | None = None,
-                      progress: bool = True) -> Path:  # fmt: skip
+                      progress: bool = True, grow: bool = False) -> Path:  # fmt: skip
         calls.append((capsys.readouterr().err, list(replicas or [])))
         raise TrainingStarted
 

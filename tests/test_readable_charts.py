@@ -181,7 +181,7 @@ def _fake_training(truth, test: int = 200):
     accuracy follows the fake run's truth at each class's labels and noise, a little jitter."""
     rng = np.random.default_rng(3)
 
-    def run_grid(config, out, *, resume=False, replicas=None, progress=True):
+    def run_grid(config, out, *, resume=False, replicas=None, progress=True, grow=False):
         c = len(truth.classes)
         counts = np.zeros((len(replicas), c, c), dtype=np.int64)
         for i, spec in enumerate(replicas):

@@ -129,6 +129,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --simulate: K rounds of train, refit, re-plan, then the best measured plan "
              "against the best simple strategy on fresh repeats; the recommendation is never a plan "
              "that measured below a simple strategy (see labelsim.analysis.budget.loop)")
+    add("--fresh-repeats", type=int, metavar="N",
+        help="with --rounds: fresh repeats of the recommendation and the best simple strategy (default: "
+             "--repeats); more make its measured figure firmer, and running again with more trains only the "
+             "missing ones")
     add("--design", type=int, metavar="N",
         help="first train (or reuse) N >= 2 space-filling mixes of per-class label counts and "
              "noise rates, data for a cross-class model")
@@ -258,7 +262,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if args.rounds is not None:
         if not args.simulate:
             raise BudgetError("--rounds needs --simulate: the loop trains its plans")
-        check_loop_args(args.rounds, args.repeats or 3)
+        check_loop_args(args.rounds, args.repeats or 3, args.fresh_repeats)
+    elif args.fresh_repeats is not None:
+        raise BudgetError("--fresh-repeats needs --simulate --rounds K: it sets the loop's fresh repeats")
 
 
 def _cluster_size_note(context: RunContext, args: argparse.Namespace) -> None:
@@ -338,7 +344,8 @@ def close_loop(result: BudgetResult, context: RunContext, args: argparse.Namespa
     confusion = baseline_confusion(load_run(args.run_dir))
     propose = searched_proposer(result.plan.counts, [p.counts for p in simple], confusion, prior)
     with _folder_flag("--simulate-out"):
-        return closed_loop(result.problem, simple, propose, train, rounds=args.rounds, repeats=args.repeats or 3)
+        return closed_loop(result.problem, simple, propose, train, rounds=args.rounds, repeats=args.repeats or 3,
+                           fresh_repeats=args.fresh_repeats)
 
 
 def measure_cost_to_target(result: BudgetResult, context: RunContext, args: argparse.Namespace) -> TargetAnswer:

@@ -385,16 +385,19 @@ def run_grid(
     dataset: Dataset | None = None,
     on_chunk: Callable[[int], None] | None = None,
     groupings: Mapping[str, np.ndarray] | None = None,
+    grow: bool | None = None,
 ) -> Path:
     """Train every replica of the grid (or the given custom replicas) and write the run directory. A grid
-    (no custom replicas) first prints what it will train. ``groupings`` as for ``plan_grid``."""
+    (no custom replicas) first prints what it will train. ``groupings`` as for ``plan_grid``. A resumed grid
+    may grow (new grid points are appended, the stored ones kept); custom replicas grow only with
+    ``grow=True`` (e.g. more repeats of the same plans), else they must match the stored table."""
     plan = plan_grid(config, out, resume=resume, replicas=replicas, dataset=dataset, groupings=groupings)
     if replicas is None and distributed.is_writer():
         print(describe_plan(config, plan), flush=True)
     # Everything is checked: only now is the folder claimed (and created), and written.
     with claim(plan.out):  # one writer per folder, until training ends
         _train_into(config, plan.out, resume, plan.specs, plan.dataset, plan.programs, plan.noise_inputs, progress,
-                    on_chunk, replicas is None)  # fmt: skip
+                    on_chunk, replicas is None if grow is None else grow)  # fmt: skip
     return plan.out
 
 

@@ -31,8 +31,9 @@ from labelsim.analysis.budget.problem import BudgetProblem
 from labelsim.analysis.budget.design import load_design
 from labelsim.analysis.budget.search import feasible, local_search
 from labelsim.analysis.budget.simulation import custom_specs, describe_training, read_measured
-from labelsim.config import RunConfig
-from labelsim.rundir import Run
+from labelsim.config import ReplicaSpec, RunConfig
+from labelsim.rundir import Run, load_run
+from labelsim.rundir.store import grid_point
 
 LOOP_DIR = "budget_loop"  # RUN_DIR/budget_loop/round_1, ..., fresh: one simulated run each
 
@@ -179,12 +180,15 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def check_loop_args(rounds: int, repeats: int) -> None:
+def check_loop_args(rounds: int, repeats: int, fresh_repeats: int | None = None) -> None:
     """Rounds and repeats the loop can use, or a BudgetError that says what to give."""
     if rounds < 1:
         raise BudgetError(f"--rounds {rounds}: give at least 1 round of simulation (e.g. --rounds 2)")
     if repeats < 2:
         raise BudgetError(f"--repeats {repeats}: the loop compares plans by their spread; give at least 2")
+    if fresh_repeats is not None and fresh_repeats < 2:
+        raise BudgetError(f"--fresh-repeats {fresh_repeats}: the recommendation's figure needs a spread; "
+                          "give at least 2 (default: --repeats)")
 
 
 def closed_loop(
@@ -195,11 +199,15 @@ def closed_loop(
     *,
     rounds: int,
     repeats: int,
+    fresh_repeats: int | None = None,
 ) -> LoopAnswer:
     """Train the proposed plans and the simple strategies for ``rounds`` rounds; recommend the
     best measured plan only if it beat the best simple strategy there by more than
-    ``MARGIN_SE`` standard errors (else the simple strategy); then measure both on fresh repeats."""
-    check_loop_args(rounds, repeats)
+    ``MARGIN_SE`` standard errors (else the simple strategy); then measure both on
+    ``fresh_repeats`` fresh repeats (default ``repeats``; more make the reported figure firmer,
+    and a later call with more adds only the missing ones)."""
+    fresh_repeats = repeats if fresh_repeats is None else fresh_repeats
+    check_loop_args(rounds, repeats, fresh_repeats)
     measured: dict[bytes, Measured] = {}
     models: list[str] = []
     simple_plans = [(p.strategy, p.counts) for p in simple if p.predicted or np.all(p.counts.sum(1) > 0)]
@@ -231,7 +239,7 @@ def closed_loop(
     finals = [(best_simple.label, best_simple.counts)]
     if chosen.label != best_simple.label:
         finals.append((chosen.label, chosen.counts))
-    results = train(finals, repeats, repeats, "fresh")  # repeats numbered after the rounds': new seeds
+    results = train(finals, fresh_repeats, repeats, "fresh")  # numbered after the rounds' repeats: new seeds
     rounds_of = {best_simple.label: best_simple, chosen.label: chosen}
     answer.fresh = {
         label: dataclasses.replace(rounds_of[label], acc=results[label]) for label, _ in finals if label in results
@@ -354,8 +362,9 @@ def grid_trainer(problem: BudgetProblem, config: RunConfig, base: Path, run_grid
                  progress: bool = True) -> Trainer:
     """A Trainer that trains each call's plans as one simulated run ``base/NAME`` with
     ``run_grid`` (``labelsim.sim.runner.run_grid``; passed in, so this module needs no jax) and
-    reads their per-class accuracies; a run folder that exists is resumed. A plan with fewer
-    labels than one training batch (a dear tier at a small budget) is not trained, so it has
+    reads their per-class accuracies; a run folder that exists is resumed, and grows when more
+    repeats are asked for than it holds (its stored replicas are kept and read too). A plan with
+    fewer labels than one training batch (a dear tier at a small budget) is not trained, so it has
     no measurement."""
 
     def train(candidates: Sequence[Candidate], repeats: int, first: int, name: str) -> dict[str, np.ndarray]:
@@ -366,14 +375,24 @@ def grid_trainer(problem: BudgetProblem, config: RunConfig, base: Path, run_grid
         ]
         out = Path(base) / name
         specs = custom_specs(points, config.model.name, repeats, first_repeat=first)
+        resume = (out / "run.json").exists()
+        if resume:  # repeats it holds beyond those asked for stay part of it
+            specs = _with_stored(specs, out)
         trained = {label for label, _, _ in points}
         plans = [(label, evaluate_plan(problem, label, counts, intervals=False))
                  for label, counts in candidates if label in trained]  # fmt: skip
         print(describe_training(plans, len(specs), out), file=sys.stderr, flush=True)
-        run_grid(config, out, resume=(out / "run.json").exists(), replicas=specs, progress=progress)
+        run_grid(config, out, resume=resume, replicas=specs, progress=progress, grow=True)
         return read_measured(out)
 
     return train
+
+
+def _with_stored(specs: list[ReplicaSpec], out: Path) -> list[ReplicaSpec]:
+    """``specs`` and, after them, the replicas ``out`` stores that they lack (renumbered)."""
+    wanted = {grid_point(spec) for spec in specs}
+    stored = [r.spec for r in load_run(out).replicas if grid_point(r.spec) not in wanted]
+    return specs + [dataclasses.replace(spec, replica=len(specs) + i) for i, spec in enumerate(stored)]
 
 
 def design_observations(design_dir: Path) -> list[Observation]:
