@@ -3,6 +3,7 @@ strategies agree, shapes never recompile, and the recipe's pieces do what they s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from functools import lru_cache
 
@@ -121,6 +122,37 @@ def test_chunk_length_does_not_change_results() -> None:
     one_step = trained(tiny_config("vmap", steps_per_call=1), SPECS[:1], calls=6)
     for a, b in zip(slot_params(one_step, 0), slot_params(batched("vmap"), 0)):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_a_chunk_longer_than_a_tiny_replicas_epoch_draws_every_epochs_order() -> None:
+    """32 images in batches of 32: one step per epoch, so a 4-step chunk touches all three epochs of
+    the replica. It draws an order for each (the run's smallest replica sets how many) and trains as one
+    step per call does; drawing two, the third epoch would reuse the second's order, and the training
+    would differ."""
+    spec = ReplicaSpec(0, "volume", 0, "shuffle", 0.0, 32, "small_cnn")
+
+    def train(steps_per_call: int, calls: int, epochs: int | None = None) -> SlotTrainer:
+        config = tiny_config("vmap", steps_per_call=steps_per_call)
+        program = ModelProgram.resolve(config, DATA, "small_cnn", 32)
+        if epochs is not None:
+            program = dataclasses.replace(program, epochs=epochs)
+        trainer = SlotTrainer(config, DATA, program, 1)
+        keys = replica_keys(0, spec)
+        prepared = prepare_replica(spec, keys, DATA.y_train, DATA.num_classes)
+        trainer.assign(0, 0, trainer.replica_data(spec, prepared, keys), trainer.init_one(keys.init))
+        for _ in range(calls):
+            trainer.advance()
+        assert int(trainer.states.step[0]) == 3  # 3 epochs of 1 step, then the slot stays put
+        return trainer
+
+    assert ModelProgram.resolve(tiny_config("vmap", steps_per_call=4), DATA, "small_cnn", 32).epochs == 4
+    assert ModelProgram.resolve(tiny_config("vmap", steps_per_call=4), DATA, "small_cnn", 64).epochs == 3
+    assert ModelProgram.resolve(tiny_config("vmap", steps_per_call=4), DATA, "small_cnn", 128).epochs == 2
+    one_step, chunked = train(1, 3), train(4, 1)
+    for a, b in zip(slot_params(one_step, 0), slot_params(chunked, 0)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    too_few = train(4, 1, epochs=2)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(slot_params(one_step, 0), slot_params(too_few, 0))) > 1e-3
 
 
 def test_second_call_and_new_replica_do_not_recompile() -> None:

@@ -25,6 +25,7 @@ from labelsim.sim.train import (
     Normalizer,
     ReplicaData,
     TrainState,
+    chunk_epochs,
     evaluate,
     make_chunk,
     make_confusion,
@@ -55,7 +56,9 @@ class ModelProgram:
     one replica by default: groups of 2-4 train the study's full-size CNN 1.1-1.3x faster on 2
     cores, but gain nothing for smaller models and take 1.5-3x longer to compile
     (benchmarks/results/throughput_cpu.json), so they are an option (``exec.loop_group``). A call
-    never spans more than two epochs of a replica (see ``make_chunk``).
+    draws the epoch orders of as many epochs as it can touch of the run's smallest replica
+    (``epochs``; see ``make_chunk``), so a replica of one or two batches still trains a full chunk
+    per call.
 
     The choice does not depend on the device count: with several devices every strategy is
     sharded (``distributed.sharded_chunk``), each device training its own block of slots; "loop"
@@ -69,14 +72,15 @@ class ModelProgram:
     unroll: int
     strategy: str
     group: int
+    epochs: int = 2  # epoch orders per chunk: as many as it can touch of the smallest replica
 
     @classmethod
     def resolve(cls, config: RunConfig, dataset: Dataset, name: str, min_train_size: int | None = None) -> ModelProgram:
         """The settings for ``name`` on this backend; ``min_train_size`` (default: all the data)
-        bounds the steps per call by the smallest replica's epoch."""
+        sets how many epoch orders a chunk draws (the smallest replica's epochs it can touch)."""
         cpu = jax.default_backend() == "cpu"
         shortest = steps_per_epoch(min_train_size or len(dataset.y_train), config.recipe.batch_size)
-        steps = min(config.exec.steps_per_call or (4 if cpu else 50), shortest)
+        steps = config.exec.steps_per_call or (4 if cpu else 50)
         unroll = min(config.exec.unroll or (steps if cpu else 1), steps)
         strategy = config.exec.replica_strategy
         if strategy == "auto":
@@ -85,7 +89,7 @@ class ModelProgram:
         if group < 1:
             raise ConfigError(f"loop_group {group} must be a positive number of replicas (or 0 for the default)")
         model = get_model(name, dataset.num_classes, config.model.width, compute_dtype(config), config.model.conv)
-        return cls(name, model, steps, unroll, strategy, group)
+        return cls(name, model, steps, unroll, strategy, group, chunk_epochs(steps, shortest))
 
     def param_count(self, image_shape: tuple[int, ...]) -> int:
         """Parameters and batch statistics of one replica (shapes only, nothing computed)."""
@@ -95,7 +99,7 @@ class ModelProgram:
     def chunk(self, config: RunConfig, normalize: Normalizer, strategy: str | None = None) -> Callable:
         """The jitted chunk program of this model (one device)."""
         step = make_train_step(self.model, config.recipe, normalize)
-        return make_chunk(step, self.steps, self.unroll, strategy or self.strategy, self.group)
+        return make_chunk(step, self.steps, self.unroll, strategy or self.strategy, self.group, self.epochs)
 
 
 class SlotTrainer:

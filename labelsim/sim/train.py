@@ -182,23 +182,33 @@ def make_init(model: nn.Module, recipe: RecipeConfig, image_shape: tuple[int, ..
     return jax.jit(init)
 
 
+def chunk_epochs(steps: int, shortest_epoch: int) -> int:
+    """How many epochs a chunk of ``steps`` steps can touch for a replica of at least
+    ``shortest_epoch`` steps per epoch: 2 while a chunk fits in an epoch, more for tiny
+    replicas (one step per epoch: every step its own epoch)."""
+    return -(-(steps - 1) // max(shortest_epoch, 1)) + 1
+
+
 def make_chunk(
-    train_step: Callable, steps: int, unroll: int | bool, strategy: str, group: int = 1
+    train_step: Callable, steps: int, unroll: int | bool, strategy: str, group: int = 1, epochs: int = 2
 ) -> Callable[[TrainState, ReplicaData, jnp.ndarray], tuple[TrainState, jnp.ndarray]]:
     """Jitted ``chunk(states, data, images) -> (states, losses (R, steps))``: ``steps`` train
     steps of every replica in one call; the states' buffers are donated. ``group`` is how many
     replicas one program of the "loop" strategy trains (see ``_python_loop``).
 
-    A chunk must not span more than two epochs of any replica (``steps`` <= its steps per
-    epoch): the two epoch orders are drawn once per chunk instead of once per step.
+    The epoch orders a chunk needs are drawn once per chunk instead of once per step: ``epochs``
+    of them, from the replica's current epoch on, so a chunk must not touch more epochs of any
+    replica than that (``chunk_epochs``; the default 2 holds while ``steps`` <= its steps per
+    epoch). A step's order is the same whatever the chunk length, so only float rounding
+    differs between chunkings.
     """
 
     def one_replica(state: TrainState, data: ReplicaData, images: jnp.ndarray) -> tuple[TrainState, jnp.ndarray]:
         first = state.step // data.steps_per_epoch
-        orders = (epoch_order(data, first), epoch_order(data, first + 1))
+        orders = jnp.stack([epoch_order(data, first + k) for k in range(epochs)])
 
         def body(s: TrainState, _: None) -> tuple[TrainState, jnp.ndarray]:
-            order = jnp.where(s.step // data.steps_per_epoch == first, orders[0], orders[1])
+            order = orders[jnp.clip(s.step // data.steps_per_epoch - first, 0, epochs - 1)]
             return train_step(s, data, images, order)
 
         return jax.lax.scan(body, state, None, length=steps, unroll=unroll)
