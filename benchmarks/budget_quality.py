@@ -5,13 +5,17 @@ cleaner, random budgets, per-class prices in half of them) on the demo run. Each
 runs the closed loop of ``labelsim budget --simulate --rounds K`` (one shared ``--design``
 as its prior): round 1 trains the per-class curves' knapsack plan, the cross-class model's
 searched plan and every simple strategy; the loop picks its recommendation on those
-measurements, and the recommendation and the best simple strategy are then trained again on
-fresh repeats (new seeds), which decide nothing and give the figures below.
+measurements (a close call, the best plan ahead of the best simple strategy by less than 2
+standard errors, is first trained again on ``--confirm-repeats`` new repeats of both), and the
+recommendation and the best simple strategy are then trained again on fresh repeats (new
+seeds), which decide nothing and give the figures below.
 
-Two recommenders are scored against the best simple strategy's fresh measurement:
+Three recommenders are scored against the best simple strategy's fresh measurement:
 
 - ``per-class curves``: the knapsack plan alone (the answer without ``--rounds``), measured
   on its round-1 repeats (chosen by the model, not by measurement, so unbiased);
+- ``closed loop, choosing at once``: the loop choosing on the rounds alone (its choice is one
+  of the two plans the fresh repeats measure either way);
 - ``closed loop``: the loop's recommendation, measured on its fresh repeats.
 
 A win / loss is a difference of more than 2 standard errors (of the difference of two means
@@ -24,7 +28,7 @@ to ``--work`` and are resumed; results are saved after each scenario to
 benchmarks/results/budget_quality.json.
 
     python run_grid.py --preset demo --out runs/demo
-    python benchmarks/budget_quality.py --run runs/demo      # about 50 minutes on 2 CPU cores
+    python benchmarks/budget_quality.py --run runs/demo      # about 90 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ NOISE_RANGE = (0.0, 0.4)  # the shared design's noise range: every scenario's ti
 LABELS_PER_CLASS = (50, 120)  # the cheapest tier's labels per class that a budget buys
 SEED_BASE = 1000  # scenario i trains with grid seed SEED_BASE + i (the demo run and design use others)
 CONTRAST = (3.0, 5.0)  # "tiers differ": dearest/cheapest price >= 3x and noise ratio >= 5x
+LOOP = "closed loop"  # the loop as labelsim runs it: a close call is trained again before the choice
+AT_ONCE = "closed loop, choosing at once"  # the same loop choosing on the rounds alone
 
 
 def scenario(index: int, seed: int, classes: list[str]) -> dict[str, Any]:
@@ -131,28 +137,49 @@ def run_scenario(spec: dict[str, Any], args: argparse.Namespace, context: Any, p
     train = grid_trainer(problem, config, args.work / f"scenario_{spec['index']:02d}", run_grid, progress=False)
     propose = searched_proposer(result.plan.counts, [p.counts for p in simple], confusion, prior)
     answer: LoopAnswer = closed_loop(problem, simple, propose, train, rounds=args.rounds, repeats=args.repeats,
-                                     fresh_repeats=args.fresh_repeats)
+                                     fresh_repeats=args.fresh_repeats, confirm_repeats=args.confirm_repeats)
     by_counts = {m.counts.tobytes(): m for m in answer.measured}
     knapsack = by_counts[np.asarray(result.plan.counts, dtype=np.int64).tobytes()]
     best_simple = answer.fresh[answer.best_simple.label]
     if knapsack.label == best_simple.label:  # the same purchase: one plan, scored on the same repeats
         knapsack = best_simple
-    recommended = answer.fresh[answer.recommended]
-    expected, expected_se = answer.expected(problem)
-    model_alone = recommended.predicted_objective(problem)
-    loop_row = score("closed loop", recommended, expected, best_simple, problem)
-    loop_row.update(expected_se=expected_se, model_predicted=model_alone,
-                    model_abs_error=abs(model_alone - recommended.mean(problem)))  # fmt: skip
-    rows = [score("per-class curves", knapsack, result.plan.objective, best_simple, problem), loop_row]
+    rows = [score("per-class curves", knapsack, result.plan.objective, best_simple, problem),
+            loop_score(AT_ONCE, choosing_at_once(answer, problem), problem),
+            loop_score(LOOP, answer, problem)]  # fmt: skip
     strategies = [
         {"strategy": m.label, "measured": m.mean(problem), "measured_se": m.stderr(problem),
          "predicted_curves": next((p.objective for p in simple if p.strategy == m.label), None),
-         "predicted_model": m.predicted_objective(problem), "round": m.round, "simple": m.simple}
+         "predicted_model": m.predicted_objective(problem), "round": m.round, "simple": m.simple,
+         "replicas": len(m.acc), "confirming": m.confirming}
         for m in answer.measured
     ]  # fmt: skip
     return {**spec, "recommenders": rows, "plans": strategies, "best_simple": best_simple.label,
             "best_simple_fresh": best_simple.mean(problem), "models": answer.models,
             "verdict": answer.verdict(problem)}  # fmt: skip
+
+
+def loop_score(label: str, answer: LoopAnswer, problem: Any) -> dict[str, Any]:
+    """The loop's row: its recommendation's fresh measurement against its expectation, and the
+    model's prediction alone beside it."""
+    recommended, best_simple = answer.fresh[answer.recommended], answer.fresh[answer.best_simple.label]
+    expected, expected_se = answer.expected(problem)
+    model_alone = recommended.predicted_objective(problem)
+    row = score(label, recommended, expected, best_simple, problem)
+    row.update(expected_se=expected_se, model_predicted=model_alone, confirmed=answer.confirmed,
+               model_abs_error=abs(model_alone - recommended.mean(problem)))  # fmt: skip
+    return row
+
+
+def choosing_at_once(answer: LoopAnswer, problem: Any) -> LoopAnswer:
+    """The loop as it would have chosen on the rounds alone, without the confirming repeats (the
+    same fresh repeats measure it: without confirming, the same two plans are trained fresh)."""
+    rounds_only = {m.label: dataclasses.replace(m, acc=m.acc[: len(m.acc) - m.confirming], confirming=0)
+                   for m in answer.measured}  # fmt: skip
+    chosen, simple = rounds_only[answer.chosen.label], rounds_only[answer.best_simple.label]
+    at_once = LoopAnswer(list(rounds_only.values()), chosen, simple, fresh=answer.fresh, models=answer.models)
+    gain, se = difference(chosen, simple, problem)
+    at_once.recommended = chosen.label if gain > MARGIN_SE * se and gain > 0 else simple.label
+    return at_once
 
 
 def same_plan_scored_once(scenario: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +200,7 @@ def same_plan_scored_once(scenario: dict[str, Any]) -> dict[str, Any]:
 def summary(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Wins / ties / losses, mean gain and mean absolute prediction error per recommender."""
     rows = []
-    for label in ("per-class curves", "closed loop"):
+    for label in ("per-class curves", AT_ONCE, LOOP):
         scored = [(s, next(r for r in s["recommenders"] if r["recommender"] == label)) for s in scenarios]
         gains = [r["gain"] for _, r in scored]
         contrast = [r["gain"] for s, r in scored if s["contrast"]]
@@ -249,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="fresh repeats of the recommendation and the best simple strategy (default --repeats; "
                              "more firm up the measurement the errors are scored against; a rerun with more "
                              "trains only the missing ones)")
+    parser.add_argument("--confirm-repeats", type=int, default=None,
+                        help="repeats that settle a close call before the choice (default 2 x --repeats; 0: none)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--design", type=int, default=48, help="points of the shared design")
     parser.add_argument("--seed", type=int, default=0)
@@ -267,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     prior = train_design(args, context, run_grid)
     confusion = baseline_confusion(load_run(args.run))
     args.fresh_repeats = args.fresh_repeats or args.repeats
-    recipe = {"repeats": args.repeats, "fresh_repeats": args.fresh_repeats, "rounds": args.rounds, "design": args.design,
+    args.confirm_repeats = 2 * args.repeats if args.confirm_repeats is None else args.confirm_repeats
+    recipe = {"repeats": args.repeats, "fresh_repeats": args.fresh_repeats, "confirm_repeats": args.confirm_repeats,
+              "rounds": args.rounds, "design": args.design,
               "seed": args.seed, "margin_se": MARGIN_SE, "noise_range": NOISE_RANGE,
               "labels_per_class": LABELS_PER_CLASS,
               "loop_prediction": "the rounds' mean and the model's prediction, weighted by precision",

@@ -121,6 +121,68 @@ def test_fresh_repeats_are_their_own_number_numbered_after_the_rounds() -> None:
         closed_loop(p, simple, propose_optimized, sim, rounds=1, repeats=2, fresh_repeats=1)
 
 
+class Scripted:
+    """A stand-in trainer whose searched plan ("optimized ...") leads the best simple strategy by
+    ``lead[stage]`` (stages: "round", "confirm", "fresh"), every replica off its plan's mean by
+    +-``spread[stage]`` in turn; the other simple strategies trail by 2 points."""
+
+    def __init__(self, lead: dict[str, float], spread: dict[str, float]) -> None:
+        self.lead, self.spread, self.calls, self.best = lead, spread, [], None
+
+    def __call__(self, candidates: Sequence[Candidate], repeats: int, first: int, name: str) -> dict[str, np.ndarray]:
+        self.calls.append((name, repeats, first))
+        stage = name.split("_")[0]
+        out = {}
+        for label, _ in candidates:
+            if label.startswith("optimized"):
+                mean = 0.80 + self.lead[stage]
+            else:
+                self.best = self.best or label
+                mean = 0.80 if label == self.best else 0.78
+            signs = np.resize([1.0, -1.0], repeats)[:, None]
+            out[label] = np.full((repeats, 4), mean) + self.spread[stage] * signs
+        return out
+
+
+def scripted_loop(lead: dict[str, float], confirm_repeats: int) -> tuple[object, Scripted, BudgetProblem]:
+    p = problem()
+    spread = {"round": 0.02, "confirm": 0.002, "fresh": 0.002}
+    train = Scripted(lead, spread)
+    simple = [q for q in plan_budget(p, points=2).strategies if q.strategy != "optimized"]
+    answer = closed_loop(p, simple, propose_optimized, train, rounds=1, repeats=4, fresh_repeats=4,
+                         confirm_repeats=confirm_repeats)  # fmt: skip
+    return answer, train, p
+
+
+def test_a_close_call_is_trained_again_and_chosen_on_all_its_repeats() -> None:
+    from labelsim.analysis.budget.loop import CONFIRM_FIRST
+
+    # ahead by 1 point in the rounds, within 2 standard errors of a 2-point spread: a close call
+    answer, train, p = scripted_loop({"round": 0.01, "confirm": 0.03, "fresh": 0.03}, confirm_repeats=8)
+    assert [c[0] for c in train.calls] == ["round_1", "confirm", "fresh"]
+    assert train.calls[1] == ("confirm", 8, CONFIRM_FIRST)  # new seeds, beyond the rounds' and the fresh ones
+    assert answer.confirmed and answer.recommended == answer.chosen.label != answer.best_simple.label
+    assert len(answer.chosen.acc) == len(answer.best_simple.acc) == 12 and answer.chosen.confirming == 8
+    assert all(len(m.acc) == 4 for m in answer.fresh.values())  # the fresh repeats stay apart
+    gain, _ = answer.fresh_gain(p)
+    assert gain == pytest.approx(0.03)
+
+    # choosing at once, the same rounds leave the simple strategy as the recommendation
+    at_once, train, _ = scripted_loop({"round": 0.01, "confirm": 0.03, "fresh": 0.03}, confirm_repeats=0)
+    assert [c[0] for c in train.calls] == ["round_1", "fresh"]
+    assert not at_once.confirmed and at_once.recommended == at_once.best_simple.label
+
+
+def test_confirming_repeats_that_do_not_hold_the_lead_keep_the_simple_strategy() -> None:
+    answer, train, p = scripted_loop({"round": 0.01, "confirm": -0.01, "fresh": 0.03}, confirm_repeats=8)
+    assert answer.confirmed and answer.recommended == answer.best_simple.label
+    assert "8 confirming repeats each" in answer.verdict(p)
+    # a clear lead, or none, needs no confirming
+    for lead in (0.06, -0.01):
+        answer, train, _ = scripted_loop({"round": lead, "confirm": 0.0, "fresh": 0.0}, confirm_repeats=8)
+        assert "confirm" not in [c[0] for c in train.calls] and not answer.confirmed
+
+
 # ------------------------------------------------------------------ the command
 
 
@@ -195,6 +257,8 @@ def test_more_fresh_repeats_asked_again_train_only_the_missing_ones(tmp_path, mo
     (["--rounds", "1"], "--rounds needs --simulate"),
     (["--simulate", "--rounds", "1", "--fresh-repeats", "1"], "--fresh-repeats 1"),
     (["--simulate", "--fresh-repeats", "4"], "--fresh-repeats needs --simulate --rounds"),
+    (["--simulate", "--rounds", "1", "--confirm-repeats", "1"], "--confirm-repeats 1"),
+    (["--confirm-repeats", "4"], "--confirm-repeats needs --simulate --rounds"),
     (["--simulate", "--rounds", "0"], "--rounds 0"),
     (["--simulate", "--rounds", "1", "--repeats", "1"], "--repeats 1"),
 ])  # fmt: skip

@@ -133,6 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --rounds: fresh repeats of the recommendation and the best simple strategy (default: "
              "--repeats); more make its measured figure firmer, and running again with more trains only the "
              "missing ones")
+    add("--confirm-repeats", type=int, metavar="N",
+        help="with --rounds: when the best plan leads the best simple strategy by less than 2 standard "
+             "errors, train both N more times before choosing (default: 2 x --repeats; 0: choose at once)")
     add("--design", type=int, metavar="N",
         help="first train (or reuse) N >= 2 space-filling mixes of per-class label counts and "
              "noise rates, data for a cross-class model")
@@ -262,9 +265,11 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if args.rounds is not None:
         if not args.simulate:
             raise BudgetError("--rounds needs --simulate: the loop trains its plans")
-        check_loop_args(args.rounds, args.repeats or 3, args.fresh_repeats)
-    elif args.fresh_repeats is not None:
-        raise BudgetError("--fresh-repeats needs --simulate --rounds K: it sets the loop's fresh repeats")
+        check_loop_args(args.rounds, args.repeats or 3, args.fresh_repeats, args.confirm_repeats)
+    else:
+        for flag, value in (("--fresh-repeats", args.fresh_repeats), ("--confirm-repeats", args.confirm_repeats)):
+            if value is not None:
+                raise BudgetError(f"{flag} needs --simulate --rounds K: it sets repeats of the loop")
 
 
 def _cluster_size_note(context: RunContext, args: argparse.Namespace) -> None:
@@ -344,8 +349,10 @@ def close_loop(result: BudgetResult, context: RunContext, args: argparse.Namespa
     confusion = baseline_confusion(load_run(args.run_dir))
     propose = searched_proposer(result.plan.counts, [p.counts for p in simple], confusion, prior)
     with _folder_flag("--simulate-out"):
-        return closed_loop(result.problem, simple, propose, train, rounds=args.rounds, repeats=args.repeats or 3,
-                           fresh_repeats=args.fresh_repeats)
+        repeats = args.repeats or 3
+        confirm = 2 * repeats if args.confirm_repeats is None else args.confirm_repeats
+        return closed_loop(result.problem, simple, propose, train, rounds=args.rounds, repeats=repeats,
+                           fresh_repeats=args.fresh_repeats, confirm_repeats=confirm)
 
 
 def measure_cost_to_target(result: BudgetResult, context: RunContext, args: argparse.Namespace) -> TargetAnswer:

@@ -172,10 +172,12 @@ def format_loop(loop: dict[str, Any]) -> str:
     for row in loop["rounds"] + loop["fresh"]:
         se = "" if row["measured_se"] is None else f" +- {100 * row['measured_se']:.1f}"
         where = "fresh repeats" if row["stage"] == "fresh" else f"round {row['round']}"
+        if row.get("confirming"):
+            where += f" + {row['confirming']} conf."
         labels = row["labels_per_class"].values()
         predicted = "" if row.get("predicted") is None else f"  predicted {pct(row['predicted'])}"
         lines.append(
-            f"  {row['label']:<28} {where:<14} {pct(row['measured'])}{se:<8} n={row['replicas']}{predicted}  "
+            f"  {row['label']:<28} {where:<22} {pct(row['measured'])}{se:<8} n={row['replicas']}{predicted}  "
             f"cost {money(row['cost'])}  labels/class {min(labels)}-{max(labels)}"
         )
     lines.append(f"Recommendation: {loop['recommended']} ({loop['verdict']})")

@@ -41,6 +41,10 @@ LOOP_DIR = "budget_loop"  # RUN_DIR/budget_loop/round_1, ..., fresh: one simulat
 # by more than this many standard errors of the difference (a guard against replica noise).
 MARGIN_SE = 2.0
 
+# Confirming repeats (a close call's extra trainings) are numbered from here: a range the rounds'
+# repeats (0..) and the fresh ones (after the rounds') never reach, so they are new seeds.
+CONFIRM_FIRST = 1_000_000
+
 # A plan to train: (label, counts (C, T)).
 Candidate = tuple[str, np.ndarray]
 # (candidates, repeats, first repeat, round name) -> label -> per-class accuracy (replicas, C)
@@ -73,6 +77,7 @@ class Measured:
     round: int = 0
     predicted: np.ndarray | None = None  # (C,) the round's model, before training
     model_error: float = math.nan  # that model's held-out mean absolute error of overall accuracy
+    confirming: int = 0  # of the replicas, those a close call added after the rounds
 
     def predicted_objective(self, problem: BudgetProblem) -> float:
         """The objective the model predicted for the plan (nan without a prediction)."""
@@ -108,6 +113,7 @@ class LoopAnswer:
     fresh: dict[str, Measured] = field(default_factory=dict)  # label -> fresh repeats
     recommended: str = ""  # label of the recommendation
     models: list[str] = field(default_factory=list)  # each round's model
+    confirmed: bool = False  # the close call between chosen and best_simple was trained again
 
     def fresh_gain(self, problem: BudgetProblem) -> tuple[float, float]:
         """The recommendation's fresh mean minus the best simple strategy's, and its standard
@@ -149,6 +155,9 @@ class LoopAnswer:
         """One sentence: what is recommended and why, with the fresh measurements."""
         simple = self.fresh[self.best_simple.label]
         on_fresh = f"{_pct(simple.mean(problem))} on fresh repeats"
+        where = "in the rounds"
+        if self.confirmed:
+            where += f" and {self.chosen.confirming} confirming repeats each"
         if self.recommended == simple.label:
             if self.chosen.label == simple.label:
                 return (f"no plan the search reached measured better than {simple.label!r} in the rounds; "
@@ -156,7 +165,7 @@ class LoopAnswer:
             gain, se = _difference(self.chosen, self.best_simple, problem)
             chosen = self.fresh[self.chosen.label]
             return (f"the best searched plan {chosen.label!r} measured {gain * 100:+.1f} +- {se * 100:.1f} "
-                    f"points over {simple.label!r} in the rounds, within {MARGIN_SE:g} standard errors: "
+                    f"points over {simple.label!r} {where}, within {MARGIN_SE:g} standard errors: "
                     f"{simple.label!r} is the recommendation ({on_fresh}; {chosen.label!r} "
                     f"{_pct(chosen.mean(problem))})")
         rec = self.fresh[self.recommended]
@@ -180,7 +189,8 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def check_loop_args(rounds: int, repeats: int, fresh_repeats: int | None = None) -> None:
+def check_loop_args(rounds: int, repeats: int, fresh_repeats: int | None = None,
+                    confirm_repeats: int | None = None) -> None:
     """Rounds and repeats the loop can use, or a BudgetError that says what to give."""
     if rounds < 1:
         raise BudgetError(f"--rounds {rounds}: give at least 1 round of simulation (e.g. --rounds 2)")
@@ -189,6 +199,9 @@ def check_loop_args(rounds: int, repeats: int, fresh_repeats: int | None = None)
     if fresh_repeats is not None and fresh_repeats < 2:
         raise BudgetError(f"--fresh-repeats {fresh_repeats}: the recommendation's figure needs a spread; "
                           "give at least 2 (default: --repeats)")
+    if confirm_repeats is not None and (confirm_repeats < 0 or confirm_repeats == 1):
+        raise BudgetError(f"--confirm-repeats {confirm_repeats}: give 0 (choose without confirming) or at "
+                          "least 2 (default: 2 x --repeats)")
 
 
 def closed_loop(
@@ -200,14 +213,19 @@ def closed_loop(
     rounds: int,
     repeats: int,
     fresh_repeats: int | None = None,
+    confirm_repeats: int = 0,
 ) -> LoopAnswer:
     """Train the proposed plans and the simple strategies for ``rounds`` rounds; recommend the
     best measured plan only if it beat the best simple strategy there by more than
     ``MARGIN_SE`` standard errors (else the simple strategy); then measure both on
     ``fresh_repeats`` fresh repeats (default ``repeats``; more make the reported figure firmer,
-    and a later call with more adds only the missing ones)."""
+    and a later call with more adds only the missing ones).
+
+    A close call (the best plan ahead, but within the margin) is trained again on
+    ``confirm_repeats`` new repeats of both plans before the choice, which is then made on all
+    their repeats: replica noise, not the plans, decides most close calls at a few repeats."""
     fresh_repeats = repeats if fresh_repeats is None else fresh_repeats
-    check_loop_args(rounds, repeats, fresh_repeats)
+    check_loop_args(rounds, repeats, fresh_repeats, confirm_repeats)
     measured: dict[bytes, Measured] = {}
     models: list[str] = []
     simple_plans = [(p.strategy, p.counts) for p in simple if p.predicted or np.all(p.counts.sum(1) > 0)]
@@ -235,20 +253,36 @@ def closed_loop(
         raise BudgetError("no simple strategy finished training; see the simulated runs' replicas.csv")
     best_simple = max(simples, key=lambda m: m.mean(problem))
     chosen = max(found, key=lambda m: m.mean(problem))
-    answer = LoopAnswer(found, chosen, best_simple, models=models)
+    gain, se = _difference(chosen, best_simple, problem)
+    confirmed = chosen.label != best_simple.label and 0 < gain <= MARGIN_SE * se and confirm_repeats > 0
+    if confirmed:
+        pair = [(best_simple.label, best_simple.counts), (chosen.label, chosen.counts)]
+        results = train(pair, confirm_repeats, CONFIRM_FIRST, "confirm")
+        if best_simple.label not in results or chosen.label not in results:
+            raise BudgetError("the confirming repeats did not finish; run the same command again to resume them")
+        more = {m.label: _with_confirming(m, results[m.label]) for m in (best_simple, chosen)}
+        found = [more.get(m.label, m) for m in found]
+        best_simple, chosen = more[best_simple.label], more[chosen.label]
+    answer = LoopAnswer(found, chosen, best_simple, models=models, confirmed=confirmed)
     finals = [(best_simple.label, best_simple.counts)]
     if chosen.label != best_simple.label:
         finals.append((chosen.label, chosen.counts))
     results = train(finals, fresh_repeats, repeats, "fresh")  # numbered after the rounds' repeats: new seeds
     rounds_of = {best_simple.label: best_simple, chosen.label: chosen}
     answer.fresh = {
-        label: dataclasses.replace(rounds_of[label], acc=results[label]) for label, _ in finals if label in results
+        label: dataclasses.replace(rounds_of[label], acc=results[label], confirming=0)
+        for label, _ in finals if label in results
     }
     if best_simple.label not in answer.fresh or chosen.label not in answer.fresh:
         raise BudgetError("the fresh repeats did not finish; run the same command again to resume them")
     gain, se = _difference(chosen, best_simple, problem)
     answer.recommended = chosen.label if gain > MARGIN_SE * se and gain > 0 else best_simple.label
     return answer
+
+
+def _with_confirming(m: Measured, acc: np.ndarray) -> Measured:
+    """The plan with its confirming replicas added to its rounds' ones."""
+    return dataclasses.replace(m, acc=np.concatenate([m.acc, acc]), confirming=len(acc))
 
 
 def _predict(problem: BudgetProblem, predict: Predictor, counts: np.ndarray) -> np.ndarray:
@@ -332,6 +366,7 @@ def loop_to_dict(answer: LoopAnswer, problem: BudgetProblem, classes: Sequence[s
             "labels_per_class": dict(zip(classes, m.counts.sum(axis=1).tolist())),
             "labels_per_tier": dict(zip((t.name for t in problem.tiers), m.counts.sum(axis=0).tolist())),
             "cost": plan_cost(problem, m.counts), "replicas": len(m.acc),
+            "confirming": m.confirming if stage == "rounds" else 0,
             "measured": m.mean(problem), "measured_se": _finite(m.stderr(problem)),
             "measured_per_class": dict(zip(classes, m.acc.mean(axis=0).tolist())),
             "predicted": _finite(m.predicted_objective(problem)),
@@ -348,6 +383,7 @@ def loop_to_dict(answer: LoopAnswer, problem: BudgetProblem, classes: Sequence[s
         "fresh_gain": gain,
         "fresh_gain_se": se,
         "margin_se": MARGIN_SE,
+        "confirmed": answer.confirmed,
         "models": answer.models,
         "rounds": [row(m, "rounds") for m in answer.measured],
         "fresh": [row(m, "fresh") for m in answer.fresh.values()],
