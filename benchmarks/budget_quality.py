@@ -13,7 +13,8 @@ seeds), which decide nothing and give the figures below.
 Three recommenders are scored against the best simple strategy's fresh measurement:
 
 - ``per-class curves``: the knapsack plan alone (the answer without ``--rounds``), measured
-  on its round-1 repeats (chosen by the model, not by measurement, so unbiased);
+  on its round-1 repeats, and its confirming ones when it was in a close call (chosen by the
+  model, not by measurement, so unbiased);
 - ``closed loop, choosing at once``: the loop choosing on the rounds alone (its choice is one
   of the two plans the fresh repeats measure either way);
 - ``closed loop``: the loop's recommendation, measured on its fresh repeats.
