@@ -10,17 +10,16 @@ finished). ``--debug`` shows the traceback instead. A reader that closes the out
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import importlib
 import os
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
 
 from labelsim.config import ConfigError
+from labelsim.stops import Terminated, signals_as_stops
 
 # Subcommand name -> (module under labelsim.commands, one-line help).
 COMMANDS = {
@@ -50,28 +49,6 @@ _REMEDIES = {
 }
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that a command stops as on Ctrl-C."""
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise Terminated
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises Terminated (in the main thread; elsewhere no change)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-
-
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     """The --debug flag, shared by ``python -m labelsim`` and run_grid.py."""
     parser.add_argument("--debug", action="store_true", help="on a failure, show the traceback instead of one line")
@@ -98,11 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_guarded(parse: Callable[[], argparse.Namespace]) -> int:
     """Parse a command line and run its command (``args._module``) with SIGTERM raised as
-    Terminated; returns the exit status. A failure becomes one line on stderr (``failure``),
+    Terminated and Ctrl-C as KeyboardInterrupt, neither lost (``labelsim.stops``); returns the exit status. A failure becomes one line on stderr (``failure``),
     or, with --debug, is raised. A command module may define ``next_step(args, err)``: what
     to do after an interrupt or an OS error, given what it has written."""
     args = None
-    with sigterm_as_interrupt():
+    with signals_as_stops():
         try:
             args = parse()
             status = int(args._module.run(args) or 0)

@@ -416,3 +416,31 @@ def test_an_interrupted_budget_says_how_to_continue_what_it_trained(
     listing = [line for line in err.splitlines() if line.startswith(("training ", "  "))]
     assert not listing or err.startswith(listing[0])
     assert only_line("\n".join(line for line in err.splitlines() if line not in listing)) == expected.format(run=run)
+
+
+@pytest.mark.parametrize("signum, status, stopped_by", [(signal.SIGINT, 130, "interrupted"),
+                                                        (signal.SIGTERM, 143, "stopped by SIGTERM")])
+def test_a_signal_dropped_on_the_way_still_stops_training_at_the_next_chunk(
+    signum: int, status: int, stopped_by: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """Python drops a signal handler's exception raised inside a garbage-collection callback (jax has
+    one): the first chunk's handler call is swallowed here as there, and training stops after it all
+    the same, with the signal's status and line."""
+    out, original, calls = tmp_path / "run", runner._advance, []
+
+    def advance_dropping_the_signal(ctx: Any, trainer: Any) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            try:
+                signal.getsignal(signum)(signum, None)
+            except KeyboardInterrupt:
+                pass  # "Exception ignored in: <function _xla_gc_callback ...>"
+        return original(ctx, trainer)
+
+    monkeypatch.setattr(runner, "_advance", advance_dropping_the_signal)
+    assert labelsim_main(["train", *FLAGS, "--out", str(out)]) == status
+    assert len(calls) == 1  # stopped after the chunk that met the signal, not at the end
+    assert only_line(capsys.readouterr().err).startswith(f"{stopped_by}; ")
+    assert labelsim_main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from labelsim import __version__
+from labelsim import __version__, stops
 from labelsim.config import ConfigError, ReplicaSpec, RunConfig, total_steps
 from labelsim.models import standard_width
 from labelsim.rundir import (
@@ -448,6 +448,7 @@ def _run_model(ctx: GridRun, program: ModelProgram) -> None:
         _fill_slots(ctx, trainer, queue)
         while any(owner is not None for owner in trainer.owner):
             useful = _advance(ctx, trainer)
+            stops.check()  # a Ctrl-C or SIGTERM dropped on the way (in a gc callback) stops here
             _fill_slots(ctx, trainer, queue)
             bar.update(useful, ctx.stats.utilization, ctx.finished_count(), len(store.rows))
             execution[program.name]["first_chunk_seconds"] = round(bar.first_chunk_seconds, 1)
