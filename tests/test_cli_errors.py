@@ -241,7 +241,7 @@ def test_a_sigterm_stops_the_command_and_its_handler_is_put_back_after(
 FLAGS = [
     "--dataset", "synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--synthetic-size", "8",
     "--width", "4", "--epochs", "30", "--batch-size", "32", "--noise", "0,0.2,0.4", "--sizes", "32,64",
-    "--repeats", "1", "--slots", "2", "--no-progress",
+    "--steps-per-call", "1", "--repeats", "1", "--slots", "2", "--no-progress",
 ]  # fmt: skip
 
 

@@ -29,7 +29,7 @@ from labelsim.sim.data import load_dataset
 BASE = [
     "--dataset", "synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--synthetic-size", "8",
     "--width", "4", "--epochs", "3", "--batch-size", "32", "--sizes", "32,64", "--slots", "2",
-    "--checkpoint-seconds", "0", "--no-progress",
+    "--steps-per-call", "1", "--checkpoint-seconds", "0", "--no-progress",
 ]  # fmt: skip
 SMALL = ["--noise", "0,0.2,0.4", "--repeats", "1"]
 # One more repeat and one more noise level: 4 levels x 2 repeats + 2 sizes x 2 repeats = 12 replicas.

@@ -84,7 +84,8 @@ BAD_MATRICES = [f"../{INPUTS}/{name}" for name in ("small.json", "ragged.json", 
 
 TRAIN_FIXED = [
     "--dataset", "synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--width", "4", "--epochs", "1",
-    "--batch-size", "32", "--sizes", "64", "--noise", "0,0.4", "--repeats", "1", "--no-progress",
+    "--batch-size", "32", "--sizes", "64", "--steps-per-call", "2", "--noise", "0,0.4", "--repeats", "1",
+    "--no-progress",
 ]  # fmt: skip
 TRAIN_FLAGS: Flags = {
     "--seed": (["0", "7", str(2**32 - 1)], ["-1", str(2**32), str(10**20), "x"]),

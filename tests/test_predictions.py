@@ -26,7 +26,7 @@ from labelsim.sim.data import load_dataset
 FLAGS = [
     "--dataset", "synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--synthetic-size", "8",
     "--width", "4", "--epochs", "3", "--batch-size", "32", "--noise", "0,0.2,0.4", "--sizes", "32,64",
-    "--repeats", "1", "--slots", "2", "--checkpoint-seconds", "0", "--no-progress",
+    "--steps-per-call", "1", "--repeats", "1", "--slots", "2", "--checkpoint-seconds", "0", "--no-progress",
 ]  # fmt: skip
 
 

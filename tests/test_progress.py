@@ -23,7 +23,7 @@ from fake_run import write_fake_run  # noqa: E402
 TINY = [
     "--dataset", "synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--synthetic-size", "8",
     "--width", "4", "--epochs", "3", "--batch-size", "32", "--noise", "0,0.2,0.4", "--sizes", "32,64",
-    "--repeats", "1", "--slots", "2",
+    "--steps-per-call", "1", "--repeats", "1", "--slots", "2",
 ]  # fmt: skip
 COMPILING = re.compile(r"compiling the batched program for small_cnn( \(about \d+ s\)| \.\.\.)$")
 COMPILED = re.compile(r"compiled in \d+\.\d s \(the first chunk of steps included\)$")

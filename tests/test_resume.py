@@ -26,15 +26,15 @@ from labelsim.__main__ import main as labelsim_main
 from labelsim.rundir import RunDirError, atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
-# 5 replicas, 2 at a time, a checkpoint after every call of 4 steps (the CPU default): replicas
-# 0-2 train on 256 images (24 steps), 3 on 32 (3 steps), 4 on 64 (6 steps). Longest first: 0
-# and 1 together, then 2 beside 4 and then 3, so 2 trains alone at the end. The smallest set has
-# one step per epoch, so a call touches up to four of its epochs; the slots and the epochs a
-# call draws come from the whole grid, not from the replicas left (results would change).
+# 5 replicas, 2 at a time, a checkpoint after every call: replicas 0-2 train on 256 images
+# (24 steps), 3 on 32 (3 steps), 4 on 64 (6 steps). Longest first: 0 and 1 together, then 2
+# beside 4 and then 3, so 2 trains alone at the end. A call takes one step (fine-grained kill
+# points), and the slots and the epoch orders a call draws come from the whole grid, not from the
+# replicas left (they must: results would change).
 FLAGS = [
     "--dataset", "synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--synthetic-size", "8",
     "--width", "4", "--epochs", "3", "--batch-size", "32", "--noise", "0,0.2,0.4", "--sizes", "32,64",
-    "--repeats", "1", "--slots", "2", "--checkpoint-seconds", "0", "--no-progress",
+    "--steps-per-call", "1", "--repeats", "1", "--slots", "2", "--checkpoint-seconds", "0", "--no-progress",
 ]  # fmt: skip
 RUN_FILES = ("run.json", "replicas.csv", "confusion.npz")
 KILLED = -signal.SIGKILL
@@ -188,11 +188,10 @@ def test_killed_three_times_resumes_to_the_uninterrupted_results(
     checkpoint = out / "checkpoint.npz"
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
 
-    # 2. Mid-way: the next replicas are well into their training (two calls in, so this session's
-    # first checkpoint has replaced the damaged one).
+    # 2. Mid-way: the next replicas are well into their training.
     second = kill_when(
         start(env, out, logs[1], *FLAGS, "--resume"), out,
-        lambda rows: len(finished(rows)) >= 2 and in_flight(rows, 8), rng,
+        lambda rows: len(finished(rows)) >= 2 and in_flight(rows, 4), rng,
     )  # fmt: skip
     assert "checkpoint.npz is unreadable; its replicas restart from step 0" in logs[1].read_text()
     assert_kept(first, second)
