@@ -166,6 +166,12 @@ def test_a_close_call_is_trained_again_and_chosen_on_all_its_repeats() -> None:
     assert all(len(m.acc) == 4 for m in answer.fresh.values())  # the fresh repeats stay apart
     gain, _ = answer.fresh_gain(p)
     assert gain == pytest.approx(0.03)
+    from labelsim.analysis.budget.loop import loop_to_dict
+    from labelsim.analysis.saved_budget import loop_expected_text
+
+    saved = loop_to_dict(answer, p, ["c0", "c1", "c2", "c3"])
+    assert saved["confirmed"] and [r["confirming"] for r in saved["rounds"] if r["label"] == answer.chosen.label] == [8]
+    assert "the rounds' and confirming repeats' mean" in loop_expected_text(saved)
 
     # choosing at once, the same rounds leave the simple strategy as the recommendation
     at_once, train, _ = scripted_loop({"round": 0.01, "confirm": 0.03, "fresh": 0.03}, confirm_repeats=0)

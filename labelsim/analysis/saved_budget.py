@@ -249,7 +249,8 @@ def loop_expected_text(loop: dict[str, Any]) -> str | None:
     if loop.get("expected") is None:
         return None
     se = "" if loop.get("expected_se") is None else f" +- {100 * loop['expected_se']:.1f}"
-    return (f"Expected before the fresh repeats: {100 * loop['expected']:.1f}%{se} (the rounds' mean and the "
+    measured = "the rounds' and confirming repeats' mean" if loop.get("confirmed") else "the rounds' mean"
+    return (f"Expected before the fresh repeats: {100 * loop['expected']:.1f}%{se} ({measured} and the "
             "model's prediction, each weighted by its precision)")
 
 
