@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, default=Path("runs/demo"), help="the demo run (default runs/demo)")
     parser.add_argument("--work", type=Path, default=Path("runs/budget_quality"), help="where the runs go")
     parser.add_argument("--scenarios", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=4, help="repeats per plan in the rounds (and fresh, unless --fresh-repeats)")
+    parser.add_argument("--repeats", type=int, default=4,
+                        help="repeats per plan in the rounds (and fresh, unless --fresh-repeats)")
     parser.add_argument("--fresh-repeats", type=int, default=None,
                         help="fresh repeats of the recommendation and the best simple strategy (default --repeats; "
                              "more firm up the measurement the errors are scored against; a rerun with more "

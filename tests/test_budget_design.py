@@ -74,8 +74,8 @@ class FakeTrainer:
         self.calls: list[tuple[Path, bool, list[ReplicaSpec]]] = []
         self.limit = limit
 
-    def __call__(self, config: RunConfig, out: Path, *, resume: bool = False,
-                 replicas: list[ReplicaSpec] | None = None, progress: bool = True, grow: bool = False) -> Path:  # fmt: skip
+    def __call__(self, config: RunConfig, out: Path, *, resume: bool = False, replicas: list[ReplicaSpec] | None = None,
+                 progress: bool = True, grow: bool = False) -> Path:  # fmt: skip
         assert isinstance(config, RunConfig) and replicas
         self.calls.append((Path(out), resume, replicas))
         meta = {"classes": list(CLASSES), "config": config.to_dict(), "status": "running"}
