@@ -148,6 +148,10 @@ def test_a_chunk_longer_than_a_tiny_replicas_epoch_draws_every_epochs_order() ->
     assert ModelProgram.resolve(tiny_config("vmap", steps_per_call=4), DATA, "small_cnn", 32).epochs == 4
     assert ModelProgram.resolve(tiny_config("vmap", steps_per_call=4), DATA, "small_cnn", 64).epochs == 3
     assert ModelProgram.resolve(tiny_config("vmap", steps_per_call=4), DATA, "small_cnn", 128).epochs == 2
+    # a long (accelerator-sized) chunk over one-step epochs is cut so it holds at most 8 epoch orders
+    long = ModelProgram.resolve(tiny_config("vmap", steps_per_call=50), DATA, "small_cnn", 32)
+    assert (long.steps, long.epochs) == (8, 8)
+    assert ModelProgram.resolve(tiny_config("vmap", steps_per_call=50), DATA, "small_cnn", 256).steps == 50
     one_step, chunked = train(1, 3), train(4, 1)
     for a, b in zip(slot_params(one_step, 0), slot_params(chunked, 0)):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)

@@ -46,6 +46,9 @@ def compute_dtype(config: RunConfig) -> Any:
     return jnp.dtype(choice)
 
 
+MAX_CHUNK_EPOCHS = 8  # epoch orders one chunk may draw per replica (see ModelProgram.resolve)
+
+
 @dataclass(frozen=True)
 class ModelProgram:
     """How one model of a run trains, resolved once: the module, steps per call, scan unroll,
@@ -57,8 +60,8 @@ class ModelProgram:
     cores, but gain nothing for smaller models and take 1.5-3x longer to compile
     (benchmarks/results/throughput_cpu.json), so they are an option (``exec.loop_group``). A call
     draws the epoch orders of as many epochs as it can touch of the run's smallest replica
-    (``epochs``; see ``make_chunk``), so a replica of one or two batches still trains a full chunk
-    per call.
+    (``epochs``, at most ``MAX_CHUNK_EPOCHS``; see ``make_chunk``), so a replica of one or two
+    batches still trains a full CPU chunk per call.
 
     The choice does not depend on the device count: with several devices every strategy is
     sharded (``distributed.sharded_chunk``), each device training its own block of slots; "loop"
@@ -81,6 +84,9 @@ class ModelProgram:
         cpu = jax.default_backend() == "cpu"
         shortest = steps_per_epoch(min_train_size or len(dataset.y_train), config.recipe.batch_size)
         steps = config.exec.steps_per_call or (4 if cpu else 50)
+        # A chunk holds every epoch order it may touch, (epochs, subset) per replica: at most
+        # MAX_CHUNK_EPOCHS of them (a 50-step GPU chunk over one-step epochs would hold 50).
+        steps = min(steps, (MAX_CHUNK_EPOCHS - 1) * shortest + 1)
         unroll = min(config.exec.unroll or (steps if cpu else 1), steps)
         strategy = config.exec.replica_strategy
         if strategy == "auto":
