@@ -112,6 +112,16 @@ def run_command(argv: list[str]) -> int:
     return command.run(parser.parse_args(argv))
 
 
+def fake_budget_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, FakeTrainer, list[str]]:
+    """A fake run (2 repeats) whose trainings a FakeTrainer stands in for, and the budget command line
+    of a crowd and an expert tier on it (add --simulate and the rest)."""
+    run = tmp_path / "run"
+    write_fake_run(run, repeats=2)
+    fake = FakeTrainer()
+    monkeypatch.setitem(sys.modules, "labelsim.sim.runner", types.SimpleNamespace(run_grid=fake))
+    return run, fake, [str(run), "--budget", "40", "--tier", "crowd:0.01:0.20", "--tier", "expert:0.05:0.02"]
+
+
 # ------------------------------------------------------------------ the points
 
 

@@ -194,18 +194,11 @@ def test_confirming_repeats_that_do_not_hold_the_lead_keep_the_simple_strategy()
 
 def test_budget_simulate_rounds_trains_rounds_then_fresh_repeats(tmp_path, monkeypatch, capsys) -> None:
     import json
-    import sys
-    import types
 
-    from fake_run import write_fake_run
-    from test_budget_design import FakeTrainer, run_command
+    from test_budget_design import fake_budget_run, run_command
 
-    run = tmp_path / "run"
-    write_fake_run(run, repeats=2)
-    fake = FakeTrainer()
-    monkeypatch.setitem(sys.modules, "labelsim.sim.runner", types.SimpleNamespace(run_grid=fake))
-    argv = [str(run), "--budget", "40", "--tier", "crowd:0.01:0.20", "--tier", "expert:0.05:0.02",
-            "--simulate", "--rounds", "2", "--repeats", "2"]  # fmt: skip
+    run, fake, argv = fake_budget_run(tmp_path, monkeypatch)
+    argv += ["--simulate", "--rounds", "2", "--repeats", "2"]
     assert run_command(argv) == 0
     out = capsys.readouterr().out
     assert "Closed loop" in out and "Recommendation:" in out
@@ -224,20 +217,13 @@ def test_budget_simulate_rounds_trains_rounds_then_fresh_repeats(tmp_path, monke
 
 def test_more_fresh_repeats_asked_again_train_only_the_missing_ones(tmp_path, monkeypatch, capsys) -> None:
     import json
-    import sys
-    import types
 
-    from fake_run import write_fake_run
-    from test_budget_design import FakeTrainer, run_command
+    from test_budget_design import fake_budget_run, run_command
 
     from labelsim.rundir import load_run
 
-    run = tmp_path / "run"
-    write_fake_run(run, repeats=2)
-    fake = FakeTrainer()
-    monkeypatch.setitem(sys.modules, "labelsim.sim.runner", types.SimpleNamespace(run_grid=fake))
-    argv = [str(run), "--budget", "40", "--tier", "crowd:0.01:0.20", "--tier", "expert:0.05:0.02",
-            "--simulate", "--rounds", "1", "--repeats", "2"]  # fmt: skip
+    run, fake, argv = fake_budget_run(tmp_path, monkeypatch)
+    argv += ["--simulate", "--rounds", "1", "--repeats", "2"]
 
     def fresh_replicas() -> dict[str, int]:
         loop = json.loads((run / "analysis" / "budget.json").read_text())["loop"]

@@ -104,18 +104,11 @@ def test_bad_inputs() -> None:
 
 def test_budget_simulate_target_trains_the_ladder_then_fresh_repeats(tmp_path, monkeypatch, capsys) -> None:
     import json
-    import sys
-    import types
 
-    from fake_run import write_fake_run
-    from test_budget_design import FakeTrainer, run_command
+    from test_budget_design import fake_budget_run, run_command
 
-    run = tmp_path / "run"
-    write_fake_run(run, repeats=2)
-    fake = FakeTrainer()
-    monkeypatch.setitem(sys.modules, "labelsim.sim.runner", types.SimpleNamespace(run_grid=fake))
-    argv = [str(run), "--budget", "40", "--tier", "crowd:0.01:0.20", "--tier", "expert:0.05:0.02",
-            "--target", "0.6", "--simulate", "--repeats", "2"]  # fmt: skip
+    run, fake, argv = fake_budget_run(tmp_path, monkeypatch)
+    argv += ["--target", "0.6", "--simulate", "--repeats", "2"]
     assert run_command(argv) == 0
     out = capsys.readouterr().out
     assert "Measured cost to reach 60.0%" in out and out.count("Verdict:") == 2  # the simulation's and the target's
