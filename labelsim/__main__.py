@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 def run_guarded(parse: Callable[[], argparse.Namespace]) -> int:
     """Parse a command line and run its command (``args._module``) with SIGTERM raised as
     Terminated and Ctrl-C as KeyboardInterrupt, neither lost (``labelsim.stops``); returns the
-    exit status. A failure becomes one line on stderr (``failure``), or, with --debug, is raised. A command module may define ``next_step(args, err)``: what
-    to do after an interrupt or an OS error, given what it has written."""
+    exit status. A failure becomes one line on stderr (``failure``), or, with --debug, is raised.
+    A command module may define ``next_step(args, err)``: what to do after an interrupt or an OS
+    error, given what it has written."""
     args = None
     with signals_as_stops():
         try:
